@@ -1,0 +1,101 @@
+"Packaging, imports and the README generator: what a user meets before any math."
+import configparser
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings():
+    cfg = configparser.ConfigParser(delimiters=["="])
+    cfg.read(ROOT / "settings.ini")
+    return cfg["DEFAULT"]
+
+
+def test_core_requirements_are_light_and_torch_is_a_range():
+    reqs = settings()["requirements"].split()
+    names = {r.split("=")[0].split(">")[0].split("<")[0].lower() for r in reqs}
+    assert "torch>=2.2" in reqs                          # a range: GPU users keep their CUDA build
+    assert not any(r.startswith("torch==") for r in reqs)
+    assert "torchvision" not in names                    # never: its only build here breaks imports
+    assert not names & {"nbdev", "jupyter", "papermill", "pytest", "natten", "flash-attn", "lpips", "matplotlib"}
+
+
+def test_dev_extra_pins_nbdev2_toolchain():
+    dev = settings()["dev_requirements"].split()
+    assert "nbdev==2.4.14" in dev
+    assert any(r.startswith("execnb") and "<0.2" in r for r in dev)
+    assert any(r.startswith("fastcore") and "<2" in r for r in dev)
+    assert "tags" in settings()["allowed_cell_metadata_keys"].split()
+
+
+def test_setup_py_declares_the_extras():
+    out = subprocess.run([sys.executable, "setup.py", "--name", "--version"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["emrdm", settings()["version"]]
+    meta = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print('\\n'.join(m.requires('emrdm')))"],
+                          capture_output=True, text=True)
+    assert meta.returncode == 0, meta.stderr
+    for extra in ("dev", "natten", "flash", "lpips"):
+        assert f'extra == "{extra}"' in meta.stdout, extra
+
+
+def test_import_is_light():
+    "Importing the core pulls in neither plotting, notebooks nor GPU-only packages."
+    code = ("import sys, emrdm, emrdm.core, emrdm.schedule, emrdm.precond, emrdm.diffusion, emrdm.samplers;"
+            "bad = [m for m in ('matplotlib', 'IPython', 'torchvision', 'natten', 'flash_attn', 'lpips') if m in sys.modules];"
+            "print(bad); assert not bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_version_matches_settings():
+    import emrdm
+    assert emrdm.__version__ == settings()["version"]
+
+
+def test_readme_is_rendered_from_index(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import readme
+    assert (ROOT / "README.md").read_text() == readme.render(ROOT / "nbs" / "index.ipynb")
+    stale = tmp_path / "README.md"
+    stale.write_text((ROOT / "README.md").read_text() + "\nedited by hand\n")
+    assert readme.main(["--nb", str(ROOT / "nbs/index.ipynb"), "--out", str(stale), "--check"]) == 1
+
+
+def test_readme_renderer_rules(tmp_path):
+    "Hidden cells vanish, echo: false keeps only outputs, directives are stripped, text outputs are kept."
+    sys.path.insert(0, str(ROOT / "tools"))
+    import readme
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# t\n", "\n", "> d"]},
+        {"cell_type": "code", "metadata": {}, "source": ["#| hide\n", "secret = 1"], "outputs": [], "execution_count": None},
+        {"cell_type": "code", "metadata": {}, "source": ["#| echo: false\n", "print('shown')"], "execution_count": None,
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": ["shown\n"]}]},
+        {"cell_type": "code", "metadata": {}, "source": ["x = 2\n", "x"], "execution_count": None,
+         "outputs": [{"output_type": "execute_result", "metadata": {}, "execution_count": None, "data": {"text/plain": ["2"]}}]},
+    ]
+    nb = tmp_path / "index.ipynb"
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    text = readme.render(nb)
+    assert "secret" not in text and "echo" not in text and "print('shown')" not in text
+    assert "```\nshown\n```" in text and "```python\nx = 2\nx\n```" in text and "```\n2\n```" in text
+
+
+def test_top_level_quarto_config_is_nbdevs():
+    top, nbs = ROOT / "_quarto.yml", ROOT / "nbs" / "_quarto.yml"
+    assert nbs.is_file() and top.exists()
+    assert top.resolve() == nbs.resolve()
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "nbs").glob("[0-9]*.ipynb")), ids=lambda p: p.stem)
+def test_numbered_notebooks_export_a_module(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    first = "".join(cells[0]["source"])
+    assert first.startswith("#| default_exp "), f"{nb.name} must start with a default_exp cell"
+    module = first.split()[-1]
+    assert (ROOT / "emrdm" / (module.replace(".", "/") + ".py")).exists()
