@@ -274,7 +274,7 @@ class HDiT(nn.Module):
                  depths=(2, 2, 2, 2), d_ffs=(256, 512, 768, 1536), self_attns=None, dropout_rate=(0.0, 0.0, 0.0, 0.1),
                  mapping_depth: int = 2, mapping_width: int = 768, mapping_d_ff: int = 1536,
                  mapping_dropout_rate: float = 0.1, tanh: bool = False, attn_backend: str = "auto",
-                 na_backend: str = "auto"):
+                 na_backend: str = "auto", temporal_encoder: nn.Module | None = None):
         super().__init__()
         self_attns = self_attns or [{"type": "neighborhood", "d_head": 64, "kernel_size": 7}] * 2 + [{"type": "global", "d_head": 64}] * (len(widths) - 2)
         n = len(widths)
@@ -296,13 +296,11 @@ class HDiT(nn.Module):
         self.down_levels = nn.ModuleList([level(i) for i in range(n - 1)])
         self.up_levels = nn.ModuleList([level(i) for i in range(n - 1)])
         self.mid_level = level(n - 1)
-        self._build_temporal()
+        if temporal_encoder is not None: self.temporal_encoder = temporal_encoder   # the temporal network's, here for key order
         self.merges = nn.ModuleList([TokenMerge(widths[i], widths[i + 1]) for i in range(n - 1)])
         self.splits = nn.ModuleList([TokenSplit(widths[i + 1], widths[i]) for i in range(n - 1)])
         self.out_norm = RMSNorm(widths[0])
         self.patch_out = TokenSplitWithoutSkip(widths[0], out_channels, self.patch_size)
-
-    def _build_temporal(self): pass          # the temporal network adds its encoder here, keeping the key order
 
     def set_checkpointing(self, enabled: bool = True):
         "Recompute each attention and feed-forward block in the backward pass instead of storing activations."
