@@ -16,8 +16,8 @@ from .model import EMRDM, Config, ConfigError, config_from_dict, load_config
 
 # %% auto #0
 __all__ = ['NET_PREFIX', 'EMA_PREFIX', 'RELEASED', 'FORMAT_VERSION', 'CheckpointError', 'read_checkpoint', 'ema_key',
-           'official_network_state', 'infer_config', 'load_official_checkpoint', 'fake_official_checkpoint',
-           'save_emrdm', 'load_emrdm']
+           'official_network_state', 'read_key_table', 'infer_config', 'load_official_checkpoint',
+           'fake_official_checkpoint', 'save_emrdm', 'load_emrdm']
 
 # %% ../nbs/09_checkpoint.ipynb #8cb62f4c
 NET_PREFIX, EMA_PREFIX = "model.diffusion_model.", "model_ema."
@@ -28,6 +28,10 @@ class CheckpointError(ValueError):
     "A checkpoint that cannot be read, or that does not fit the model."
 
 
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
 def read_checkpoint(path, trust_pickle: bool = False) -> dict:
     "The dictionary in a `.ckpt`/`.pt` file, read with `weights_only=True` unless `trust_pickle`."
     path = Path(path)
@@ -35,10 +39,10 @@ def read_checkpoint(path, trust_pickle: bool = False) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} holds objects that weights_only loading refuses ({str(e).splitlines()[0][:200]}). "
+        raise CheckpointError(f"{path} holds objects that weights_only loading refuses ({_first_line(e)}). "
                               "If you trust the file, pass trust_pickle=True.") from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {str(e).splitlines()[0][:200]}") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {_first_line(e)}") from None
     if not isinstance(obj, dict): raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dictionary")
     return obj
 
@@ -79,6 +83,16 @@ def official_network_state(sd: dict, net: nn.Module, ema: bool = True, what: str
     if ema:
         for p in params: state[p] = sd[ema_key(p)]
     return state
+
+# %% ../nbs/09_checkpoint.ipynb #5592a5e8
+def read_key_table(path) -> list[tuple[str, tuple, str]]:
+    "(key, shape, kind) rows of a state-dict table (tab-separated `key  [shape]  kind`, `#` comments), as in the spec."
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip() or line.startswith("#"): continue
+        key, shape, kind = line.split("\t")
+        rows.append((key, tuple(int(n) for n in shape.strip("[]").split(",") if n.strip()), kind))
+    return rows
 
 # %% ../nbs/09_checkpoint.ipynb #14837499
 def _shapes(net: nn.Module) -> dict:
