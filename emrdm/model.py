@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import importlib.resources
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,6 +334,9 @@ class EMRDM(nn.Module):
                generator=None, return_trajectory: bool = False, progress: bool = False, **sampler_options):
         "The clear image `[B, C, H, W]` from the cloudy `mu`; solver, steps and churn default to the config's."
         self._check("mu", mu, self.config.network.out_channels); self._check("cond", cond, self.cond_channels or None, mu)
+        if self.training:
+            warnings.warn("EMRDM.sample called in training mode: dropout is active and results are random; call model.eval() first",
+                          stacklevel=2)
         s = self.config.sampler
         options = dict(solver=s.solver, s_churn=s.s_churn, s_tmin=s.s_tmin, s_tmax=s.s_tmax, s_noise=s.s_noise, gamma_max=s.gamma_max)
         unknown = set(sampler_options) - set(options)
