@@ -99,3 +99,16 @@ def test_numbered_notebooks_export_a_module(nb):
     assert first.startswith("#| default_exp "), f"{nb.name} must start with a default_exp cell"
     module = first.split()[-1]
     assert (ROOT / "emrdm" / (module.replace(".", "/") + ".py")).exists()
+
+
+def test_wheel_ships_modules_and_configs(tmp_path):
+    "`pip install emrdm` must get every exported module and every packaged YAML config."
+    import zipfile
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = zipfile.ZipFile(next(tmp_path.glob("emrdm-*.whl"))).namelist()
+    for module in ROOT.glob("emrdm/**/*.py"):
+        assert str(module.relative_to(ROOT)) in names, module
+    for config in ROOT.glob("emrdm/configs/**/*.yaml"):
+        assert str(config.relative_to(ROOT)) in names, config
