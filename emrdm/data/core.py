@@ -16,7 +16,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['RASTER_SUFFIXES', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'matlab_resize_weights',
-           'matlab_imresize', 'dihedral_params', 'dihedral', 'stretch', 'plot_sample', 'CloudRemovalDataset']
+           'matlab_imresize', 'dihedral_params', 'dihedral', 'stretch_limits', 'stretch', 'plot_sample',
+           'CloudRemovalDataset']
 
 # %% ../../nbs/10_data.ipynb #9e7a319e
 class DataError(ValueError):
@@ -107,12 +108,19 @@ S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", 
 S1_BANDS = ("VV", "VH")
 
 
-def stretch(img: np.ndarray, lo: float = 2, hi: float = 98) -> np.ndarray:
-    "Percentile stretch of `[C, H, W]` to [0, 1] per channel, as `[H, W, C]` for display."
+def stretch_limits(img: np.ndarray, lo: float = 2, hi: float = 98) -> np.ndarray:
+    "(low, high) percentiles of `[C, H, W]` taken over all channels together (grey stays grey), shape `[C, 2]`."
+    a, b = np.nanpercentile(np.asarray(img, dtype=np.float64), [lo, hi])
+    return np.tile([a, b], (img.shape[0], 1))
+
+
+def stretch(img: np.ndarray, limits: np.ndarray | None = None) -> np.ndarray:
+    "Stretch `[C, H, W]` to [0, 1] per channel between `limits` (default: its own 2-98 percentiles), as `[H, W, C]`."
     img = np.asarray(img, dtype=np.float64)
+    limits = stretch_limits(img) if limits is None else limits
     out = np.empty_like(img)
     for c in range(img.shape[0]):
-        a, b = np.nanpercentile(img[c], [lo, hi])
+        a, b = limits[c]
         out[c] = np.clip((img[c] - a) / (b - a if b > a else 1.0), 0, 1)
     return out.transpose(1, 2, 0)
 
@@ -127,11 +135,14 @@ def plot_sample(sample: dict, bands: Sequence[str], cond_bands: Sequence[str] | 
     nir = idx(list(bands), "NIR", "R", "G") or idx(list(bands), "B8", "B4", "B3")
     panels = []
     mu = sample["mu"].numpy()
+    ref = sample["target"].numpy() if "target" in sample else (mu if mu.ndim == 3 else mu[0])
+    lim_rgb = stretch_limits(ref[rgb])                          # one stretch for every panel: brightness compares
+    lim_nir = stretch_limits(ref[nir]) if nir is not None else None
     dates = [mu] if mu.ndim == 3 else list(mu[:max_dates])
     for t, m in enumerate(dates):
         name = "cloudy" if len(dates) == 1 else f"cloudy date {t}"
-        panels.append((name, stretch(m[rgb])))
-        if nir is not None: panels.append((name + " NIR", stretch(m[nir])))
+        panels.append((name, stretch(m[rgb], lim_rgb)))
+        if nir is not None: panels.append((name + " NIR", stretch(m[nir], lim_nir)))
     if cond_bands is not None and "VV" in cond_bands:
         c = sample["cond"].numpy()
         panels.append(("SAR VV", stretch(c[[list(cond_bands).index("VV")]])[..., 0]))
@@ -141,8 +152,8 @@ def plot_sample(sample: dict, bands: Sequence[str], cond_bands: Sequence[str] | 
         panels.append(("cloudy NIR", stretch(c[[list(cond_bands).index("NIR")]])[..., 0]))
     if "target" in sample:
         t = sample["target"].numpy()
-        panels.append(("clear (target)", stretch(t[rgb])))
-        if nir is not None: panels.append(("clear NIR", stretch(t[nir])))
+        panels.append(("clear (target)", stretch(t[rgb], lim_rgb)))
+        if nir is not None: panels.append(("clear NIR", stretch(t[nir], lim_nir)))
     if "mask" in sample: panels.append(("mask", np.asarray(sample["mask"], dtype=float)))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.5), dpi=72, squeeze=False)
     for ax, (name, im) in zip(axes[0], panels):
