@@ -167,6 +167,7 @@ class CloudRemovalDataset(torch.utils.data.Dataset):
     "Base of the dataset classes: band names, `plot`, and `files(i)` (the files a sample reads, for checks)."
     bands: tuple[str, ...] = ()
     cond_bands: tuple[str, ...] = ()
+    file_kinds: tuple[str, ...] = ()              # what each entry of files(i) is, in order
 
     def files(self, i: int) -> list[Path]: raise NotImplementedError
     def __len__(self) -> int: raise NotImplementedError

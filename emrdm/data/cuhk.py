@@ -61,6 +61,8 @@ class CUHKCR(CloudRemovalDataset):
                 lost = [n for n in self.names if n not in nir]
                 if lost: raise DataError(f"{nbase / tree}: no NIR file for {len(lost)} image(s), e.g. {lost[:3]}")
 
+    file_kinds = ("label", "cloud", "NIR label", "NIR cloud")
+
     def __len__(self): return len(self.names)
 
     def files(self, i: int) -> list[Path]:

@@ -30,6 +30,7 @@ class GeoTiffFolder(CloudRemovalDataset):
         self.names = sorted(p.name for p in (self.root / "cloudy").glob("*.tif"))
         if not self.names: raise DataError(f"no .tif files in {self.root / 'cloudy'}")
         self.has = {k: (self.root / k).is_dir() for k in ("clear", "sar", "mask")}
+        self.file_kinds = tuple(k for k in ("cloudy", "clear", "sar", "mask") if k == "cloudy" or self.has[k])
         for kind in ("clear", "sar", "mask"):
             if self.has[kind]:
                 lost = [n for n in self.names if not (self.root / kind / n).is_file()]

@@ -81,6 +81,7 @@ class SEN12MSCR(CloudRemovalDataset):
     "SEN12MS-CR: `target` clear S2 (13), `mu` cloudy S2 (13), `cond` S1 (2) + cloudy S2 (13), in [-1, 1]."
     bands = S2_BANDS
     cond_bands = S1_BANDS + S2_BANDS
+    file_kinds = ("S1", "S2", "S2 cloudy")
 
     def __init__(self, root, split: str = "train", leaky_split: bool = False, nan_policy: str = "error",
                  cache_dir=None):

@@ -43,6 +43,8 @@ class Sen2MTC(CloudRemovalDataset):
                 self.samples.append((tile, f.name.split(".")[0]))
         if not self.samples: raise DataError(f"no samples for the {split} split under {self.root}")
 
+    file_kinds = ("cloudless", "cloud 0", "cloud 1", "cloud 2")
+
     def set_epoch(self, epoch: int):
         "Draw new augmentations for a new epoch (a function of seed, epoch and sample index)."
         self.epoch = epoch
@@ -76,6 +78,7 @@ def write_fake_sen2mtc(root, tiles: dict | None = None, size: int = 32, seed: in
     from rasterio.transform import from_origin
     rng = np.random.default_rng(seed)
     tiles = tiles or {"train": {"T10SEG": 2, "T31TCJ": 1}, "val": {"T33UUP": 1}, "test": {"T18TWL": 2}}
+    Path(root).mkdir(parents=True, exist_ok=True)
     profile = dict(driver="GTiff", height=size, width=size, count=4, dtype="uint16", crs="EPSG:32610",
                    transform=from_origin(600000, 4200000, 10, 10))
     for split, entries in tiles.items():
