@@ -88,7 +88,7 @@ def matlab_imresize(img: np.ndarray, scale: float = 0.5) -> np.ndarray:
     h, w = img.shape[-2:]
     oh, ow = int(math.ceil(h * scale)), int(math.ceil(w * scale))
     wh, ww = matlab_resize_weights(h, oh, scale), matlab_resize_weights(w, ow, scale)
-    return np.einsum("oh,...hw,pw->...op", wh, img.astype(np.float64), ww)
+    return wh @ img.astype(np.float64) @ ww.T                                        # rows, then columns
 
 # %% ../../nbs/10_data.ipynb #19f0b36e
 def dihedral_params(index: int, seed: int = 0, epoch: int = 0) -> tuple[int, int]:
