@@ -156,7 +156,7 @@ def config_from_dict(d: dict) -> Config:
     return cfg
 
 # %% ../nbs/08_model.ipynb #edf43d12
-DATASETS = ("cuhk-cr1", "cuhk-cr2", "sen12mscr", "sen2mtc")
+DATASETS = ("cuhk-cr1", "cuhk-cr2", "sen12mscr", "sen2mtc", "l8cr", "folder")
 
 
 def expected_channels(data: DataConfig) -> tuple[int, int] | None:
@@ -165,7 +165,8 @@ def expected_channels(data: DataConfig) -> tuple[int, int] | None:
     if data.dataset in ("cuhk-cr1", "cuhk-cr2"): out, cond = 3 + nir, 3 + nir
     elif data.dataset == "sen12mscr": out, cond = 13, 2 + 13
     elif data.dataset == "sen2mtc": out, cond = 3, 3 + nir
-    else: return None
+    elif data.dataset == "l8cr": out, cond = 3, 3                    # the RGB demo benchmark (no NIR)
+    else: return None                                                # "folder": whatever the user's files hold
     return out, cond if data.condition else 0
 
 

@@ -88,7 +88,10 @@ def matlab_imresize(img: np.ndarray, scale: float = 0.5) -> np.ndarray:
     h, w = img.shape[-2:]
     oh, ow = int(math.ceil(h * scale)), int(math.ceil(w * scale))
     wh, ww = matlab_resize_weights(h, oh, scale), matlab_resize_weights(w, ow, scale)
-    return wh @ img.astype(np.float64) @ ww.T                                        # rows, then columns
+    # rows, then columns; torch's matmul (one thread inside DataLoader workers) rather than numpy's BLAS, whose own
+    # threads oversubscribe the CPU when several workers resize at once
+    out = torch.from_numpy(wh) @ torch.from_numpy(img.astype(np.float64)) @ torch.from_numpy(ww.T)
+    return out.numpy()
 
 # %% ../../nbs/10_data.ipynb #19f0b36e
 def dihedral_params(index: int, seed: int = 0, epoch: int = 0) -> tuple[int, int]:
