@@ -68,8 +68,9 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
     return g[:, None] * g[None, :]
 
 
-def ssim_gaussian(t: Tensor, p: Tensor, size: int = 11, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> float:
-    "SSIM of `[C, H, W]` images in [0, 1] with a Gaussian window and zero padding, averaged over everything."
+def ssim_gaussian(t: Tensor, p: Tensor, size: int = 11, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03,
+                  full: bool = False):
+    "SSIM of `[C, H, W]` images in [0, 1] with a Gaussian window and zero padding, averaged over everything (or the map)."
     C = t.shape[0]
     w = gaussian_window(size, sigma)[None, None].expand(C, 1, size, size)
     f = lambda z: F.conv2d(z, w, padding=size // 2, groups=C)
@@ -77,7 +78,8 @@ def ssim_gaussian(t: Tensor, p: Tensor, size: int = 11, sigma: float = 1.5, k1: 
     ux, uy = f(x), f(y)
     vx, vy, vxy = f(x * x) - ux**2, f(y * y) - uy**2, f(x * y) - ux * uy
     c1, c2 = k1**2, k2**2
-    return (((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))).mean().item()
+    smap = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    return smap[0] if full else smap.mean().item()
 
 # %% ../nbs/11_metrics.ipynb #2131d234
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
