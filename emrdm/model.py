@@ -135,9 +135,33 @@ class ConfigError(ValueError):
     "An invalid configuration: an unknown key, a wrong value, or channels that do not add up."
 
 
+def _typed(value, ftype: str, key: str):
+    "Check (and for numbers written as YAML strings, e.g. 1.0e8, convert) a value against its field's type."
+    if value is None:
+        if "None" in ftype: return None
+        raise ConfigError(f"'{key}' must not be null")
+    kinds = [k.strip() for k in ftype.split("|")]
+    if "bool" in kinds:
+        if not isinstance(value, bool): raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+        return value
+    if "float" in kinds or "int" in kinds:
+        if isinstance(value, str):
+            try: value = float(value)
+            except ValueError: raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)): raise ConfigError(f"'{key}' must be a number, got {value!r}")
+        if "int" in kinds and "float" not in kinds:
+            if float(value) != int(value): raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+            return int(value)
+        return float(value) if "float" in kinds else value
+    if "list" in kinds and not isinstance(value, (list, tuple)): raise ConfigError(f"'{key}' must be a list, got {value!r}")
+    if "str" in kinds and not isinstance(value, str): raise ConfigError(f"'{key}' must be a string, got {value!r}")
+    return value
+
+
 def _from_dict(cls, d: dict, where: str):
     if not isinstance(d, dict): raise ConfigError(f"{where or 'the configuration'} must be a mapping, got {type(d).__name__}")
     names = [f.name for f in dataclasses.fields(cls)]
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in d.items():
         if key not in names:
@@ -145,7 +169,8 @@ def _from_dict(cls, d: dict, where: str):
             hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"unknown key '{where}{key}'{hint}")
         sub = _NESTED.get((cls, key))
-        kwargs[key] = _from_dict(sub, value, f"{where}{key}.") if sub is not None and value is not None else value
+        if sub is not None: kwargs[key] = _from_dict(sub, value, f"{where}{key}.") if value is not None else None
+        else: kwargs[key] = _typed(value, str(types[key]), f"{where}{key}")
     return cls(**kwargs)
 
 

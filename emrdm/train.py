@@ -107,7 +107,9 @@ class EMRDMTask(L.LightningModule):
         self.log("loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
+    def optimizer_step(self, *args, **kwargs):
+        "The optimiser step, then the EMA update, so that a checkpoint never holds one without the other."
+        super().optimizer_step(*args, **kwargs)
         self.ema.update(self.model.net)
 
     def on_fit_start(self): self.ema.to(self.device)
@@ -169,7 +171,7 @@ def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int 
         resume=None, devices="auto", accelerator="auto", num_nodes: int = 1, strategy="auto", precision="32-true",
         tf32: bool = False, num_workers: int = 0, val_every_n_steps: int | None = None, val_batches: int = 2,
         dataset: str | None = None, seed: int | None = None, tensorboard: bool = False, progress: bool = True,
-        checkpoint_every_n_steps: int | None = None, **task_kwargs) -> EMRDMTask:
+        checkpoint_every_n_steps: int | None = None, callbacks=(), **task_kwargs) -> EMRDMTask:
     "Train (or resume) a model; checkpoints and logs go to `out_dir`. Returns the trained task."
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -183,7 +185,7 @@ def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int 
     ckpt_dir = out / "checkpoints"
     callbacks = [ModelCheckpoint(ckpt_dir, filename="step{step:08d}", save_last=True, auto_insert_metric_name=False,
                                  every_n_train_steps=checkpoint_every_n_steps, save_top_k=-1 if checkpoint_every_n_steps else 1),
-                 OnExceptionCheckpoint(ckpt_dir)]
+                 OnExceptionCheckpoint(ckpt_dir), *callbacks]
     trainer = L.Trainer(default_root_dir=out, max_steps=max_steps or -1, max_epochs=max_epochs if max_steps is None else None,
                         devices=devices, accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision,
                         logger=loggers, callbacks=callbacks, val_check_interval=val_every_n_steps,
