@@ -92,7 +92,10 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args, command) -> int:
+    import torch
     from emrdm.train import evaluate, make_dataset, predict
+    if args.distributed and not torch.distributed.is_initialized():     # launched by torchrun: its env:// rendezvous
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     model, cfg = _model_and_config(args)
     ds = make_dataset(cfg, args.data, args.split, args.nir, args.dataset)
     out = _run_dir(args, command)
@@ -138,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--split", default="test"); c.add_argument("--batch-size", type=int, default=1)
         c.add_argument("--device", default="auto"); c.add_argument("--steps", type=int, default=None)
         c.add_argument("--metric-mode", default="parity", choices=["parity", "standard"])
+        c.add_argument("--distributed", action="store_true",
+                       help="under torchrun: split the images over the processes (each exactly once) and gather the metrics")
         c.set_defaults(func=lambda a, cmd=command: _cmd_eval(a, cmd))
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     chk = data.add_parser("check", help="verify a dataset's layout, bands, dtypes and values")
@@ -173,3 +178,6 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+# %% ../nbs/14_cli.ipynb #edb222f2
+if __name__ == "__main__": sys.exit(main())

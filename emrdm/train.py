@@ -216,7 +216,34 @@ def load_model(path, config: Config | str | None = None, ema: bool = True, **kwa
 
 # %% ../nbs/12_train.ipynb #25dfc435
 def _device(device):
-    return torch.device(device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            return torch.device("cuda", rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _shard(dataset):
+    "Under torch.distributed, rank r takes samples r, r + world, ...: every image exactly once, no padding."
+    if not torch.distributed.is_initialized(): return dataset, list(range(len(dataset)))
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    idx = list(range(rank, len(dataset), world))
+    return torch.utils.data.Subset(dataset, idx), idx
+
+
+def _gather(log: MetricsLog, order: list[int]) -> MetricsLog:
+    "All ranks' rows, in dataset order, on every rank."
+    if not torch.distributed.is_initialized(): return log
+    parts = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, list(zip(order, log.rows)))
+    merged = MetricsLog()
+    merged.rows = [row for _, row in sorted((p for part in parts for p in part), key=lambda t: t[0])]
+    return merged
+
+
+def _is_main() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
 def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol: str | None = None, mode: str = "parity",
@@ -230,15 +257,19 @@ def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol:
     protocol = protocol or DATASET_PROTOCOL.get(name, "sen12mscr")
     if lpips is None: lpips = LPIPS()
     log = MetricsLog()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    part, order = _shard(dataset)
+    loader = torch.utils.data.DataLoader(part, batch_size=batch_size, shuffle=False)
+    k = 0
     with warnings.catch_warnings():
         warnings.filterwarnings("once", message="LPIPS is reported")
-        for b, batch in enumerate(tqdm(loader, desc="evaluating", disable=not progress)):
+        for batch in tqdm(loader, desc="evaluating", disable=not progress or not _is_main()):
             x0, mu, cond = _batch_inputs(model, batch)
-            gens = [torch.Generator().manual_seed(seed * 1_000_003 + b * batch_size + i) for i in range(mu.shape[0])]
+            gens = [torch.Generator().manual_seed(seed * 1_000_003 + order[k + i]) for i in range(mu.shape[0])]    # per image
             pred = model.sample(mu.to(dev), None if cond is None else cond.to(dev), steps=steps, generator=gens, **sampler_options).cpu()
             for i in range(mu.shape[0]): log.add(batch["path"][i], image_metrics(x0[i], pred[i], protocol, mode, lpips))
-    if out_dir is not None:
+            k += mu.shape[0]
+    log = _gather(log, order)
+    if out_dir is not None and _is_main():
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         log.to_csv(Path(out_dir) / "metrics.csv"); log.summary_csv(Path(out_dir) / "summary.csv")
     return log
@@ -297,18 +328,19 @@ def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", 
     protocol = protocol or DATASET_PROTOCOL.get(model.config.data.dataset, "sen12mscr")
     lpips = LPIPS() if metrics else None
     log = MetricsLog()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    part, order = _shard(dataset)
+    loader = torch.utils.data.DataLoader(part, batch_size=batch_size, shuffle=False)
     k = 0
     with warnings.catch_warnings():
         warnings.filterwarnings("once", message="LPIPS is reported")
-        for b, batch in enumerate(tqdm(loader, desc="predicting", disable=not progress)):
+        for batch in tqdm(loader, desc="predicting", disable=not progress or not _is_main()):
             mu, cond = batch["mu"], batch.get("cond") if model.cond_channels else None
-            gens = [torch.Generator().manual_seed(seed * 1_000_003 + b * batch_size + i) for i in range(mu.shape[0])]
+            gens = [torch.Generator().manual_seed(seed * 1_000_003 + order[k + i]) for i in range(mu.shape[0])]
             pred = model.sample(mu.to(dev), None if cond is None else cond.to(dev), steps=steps, generator=gens, **sampler_options).cpu()
             for i in range(mu.shape[0]):
                 arr, dtype = to_physical(pred[i], dataset)
                 stem = Path(batch["path"][i]).name.split(".")[0]
-                prof = _input_profile(dataset, k)
+                prof = _input_profile(dataset, order[k])
                 meta = dict(driver="GTiff", height=arr.shape[1], width=arr.shape[2], count=arr.shape[0], dtype=dtype,
                             crs=prof.get("crs"), transform=prof.get("transform") or rasterio.transform.IDENTITY, nodata=prof.get("nodata"))
                 tmp = out / f".{stem}.tif.part"
@@ -319,7 +351,8 @@ def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", 
                 Image.fromarray(_preview(arr, dataset)).save(out / f"{stem}.png")
                 if metrics and "target" in batch: log.add(batch["path"][i], image_metrics(batch["target"][i], pred[i], protocol, mode, lpips))
                 k += 1
+    log = _gather(log, order)
     if log.rows:
-        log.to_csv(out / "metrics.csv"); log.summary_csv(out / "summary.csv")
+        if _is_main(): log.to_csv(out / "metrics.csv"); log.summary_csv(out / "summary.csv")
         return log
     return None
