@@ -178,6 +178,3 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-# %% ../nbs/14_cli.ipynb #edb222f2
-if __name__ == "__main__": sys.exit(main())
