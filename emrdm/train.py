@@ -87,7 +87,7 @@ class EMRDMTask(L.LightningModule):
     "Training of an `EMRDM` with AdamW and EMA; validation samples a few batches with the EMA weights and scores them."
     def __init__(self, config: Config | dict | str, lr: float | None = None, weight_decay: float | None = None,
                  ema_decay: float | None = None, val_batches: int = 2, metric_mode: str = "parity",
-                 attn_backend: str = "auto", na_backend: str = "auto"):
+                 attn_backend: str = "auto", na_backend: str = "auto", decay_on: str = "all"):
         super().__init__()
         self.config = config if isinstance(config, Config) else load_config(config)
         t = self.config.train
@@ -95,11 +95,24 @@ class EMRDMTask(L.LightningModule):
         self.model = EMRDM(self.config, attn_backend=attn_backend, na_backend=na_backend)
         self.ema = EMA(self.model.net, ema_decay or t.ema_decay)
         self.val_batches, self.metric_mode = val_batches, metric_mode
+        if decay_on not in ("all", "matrices"): raise ValueError("decay_on must be 'all' (the released runs) or 'matrices'")
+        self.decay_on = decay_on
         self.protocol = DATASET_PROTOCOL.get(self.config.data.dataset, "sen12mscr")
         self._lpips = None
 
+    def param_groups(self) -> list[dict]:
+        "All parameters with weight decay (the released runs), or decay only on weight matrices (`decay_on='matrices'`)."
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.decay_on == "all": return [{"params": params, "weight_decay": self.weight_decay}]
+        enc = getattr(self.model.net, "temporal_encoder", None)
+        skip = {id(enc.attention_heads.Q)} if enc is not None else set()                 # the L-TAE query: not a weight matrix
+        matrices = [p for p in params if p.ndim >= 2 and id(p) not in skip]
+        ids = {id(p) for p in matrices}
+        return [{"params": matrices, "weight_decay": self.weight_decay},
+                {"params": [p for p in params if id(p) not in ids], "weight_decay": 0.0}]
+
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.model.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay)
+        return torch.optim.AdamW(self.param_groups(), lr=self.lr, betas=(0.9, 0.999))
 
     def training_step(self, batch, batch_idx):
         x0, mu, cond = _batch_inputs(self.model, batch)
