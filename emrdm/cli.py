@@ -109,6 +109,18 @@ def _cmd_eval(args, command) -> int:
     return 0
 
 
+def _cmd_remove_clouds(args) -> int:
+    from emrdm.inference import remove_clouds
+    model, cfg = _model_and_config(args)
+    bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")] if args.bands else None
+    out = remove_clouds(model, [args.scene, *args.dates] if args.dates else args.scene, args.out, sar=args.sar, mask=args.mask,
+                        bands=bands, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                        max_pixels=args.max_pixels, keep_clear=args.keep_clear, out_dtype="float32" if args.float32 else None,
+                        steps=args.steps, seed=args.seed, device=args.device, progress=not args.quiet)
+    print(f"written {out}")
+    return 0
+
+
 def _add_model_args(p, checkpoint_required=False):
     p.add_argument("--config", default=None, help="a packaged config name or a YAML path")
     p.add_argument("--data", required=True, help="dataset root folder")
@@ -144,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--distributed", action="store_true",
                        help="under torchrun: split the images over the processes (each exactly once) and gather the metrics")
         c.set_defaults(func=lambda a, cmd=command: _cmd_eval(a, cmd))
+    rc = sub.add_parser("remove-clouds", help="remove clouds from a GeoTIFF scene of any size (tiled, georeferenced)")
+    rc.add_argument("scene", help="the cloudy GeoTIFF (the first date of a temporal model)")
+    rc.add_argument("--dates", nargs="*", default=[], help="further co-registered dates (temporal models)")
+    rc.add_argument("--out", required=True, help="output GeoTIFF")
+    rc.add_argument("--checkpoint", default=None); rc.add_argument("--config", default=None)
+    rc.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    rc.add_argument("--sar", default=None, help="S1 VV, VH GeoTIFF on the same grid (SEN12MS-CR models)")
+    rc.add_argument("--mask", default=None, help="cloud mask GeoTIFF (non-zero = cloud), for --keep-clear")
+    rc.add_argument("--bands", default=None, help="comma-separated band indexes (1-based) or descriptions, in the model's order")
+    rc.add_argument("--tile", type=int, default=256); rc.add_argument("--overlap", type=int, default=64)
+    rc.add_argument("--batch-size", type=int, default=4); rc.add_argument("--max-pixels", type=int, default=4096 * 4096)
+    rc.add_argument("--keep-clear", action="store_true"); rc.add_argument("--float32", action="store_true")
+    rc.add_argument("--steps", type=int, default=None); rc.add_argument("--seed", type=int, default=0)
+    rc.add_argument("--device", default="auto"); rc.add_argument("--quiet", action="store_true")
+    rc.set_defaults(func=_cmd_remove_clouds)
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     chk = data.add_parser("check", help="verify a dataset's layout, bands, dtypes and values")
     chk.add_argument("path", help="dataset root folder")
@@ -171,7 +198,7 @@ def main(argv=None) -> int:
     from emrdm.data.core import DataError
     from emrdm.model import ConfigError
     args = build_parser().parse_args(argv)
-    if getattr(args, "command", None) in ("test", "predict") and not (args.config or args.checkpoint):
+    if getattr(args, "command", None) in ("test", "predict", "remove-clouds") and not (args.config or args.checkpoint):
         print("error: give --config, --checkpoint, or both", file=sys.stderr); return 2
     try:
         return args.func(args)

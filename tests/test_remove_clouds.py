@@ -1,0 +1,30 @@
+"`emrdm remove-clouds` on GeoTIFFs: georeferencing kept, errors in one line."
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+EMRDM = str(Path(sys.executable).parent / "emrdm")
+
+
+def write(path, arr, dtype, nodata=None, transform=from_origin(300000, 6000000, 30, 30)):
+    with rasterio.open(path, "w", driver="GTiff", height=arr.shape[1], width=arr.shape[2], count=arr.shape[0], dtype=dtype,
+                       crs="EPSG:32621", transform=transform, nodata=nodata) as dst:
+        dst.write(arr.astype(dtype))
+
+
+def test_remove_clouds_command(tmp_path):
+    g = np.random.default_rng(1)
+    write(tmp_path / "scene.tif", g.integers(1, 255, (3, 150, 130)), "uint8", nodata=0)
+    out = subprocess.run([EMRDM, "remove-clouds", tmp_path / "scene.tif", "--config", "tiny-cuhk", "--set", "data.use_nir=false",
+                          "network.in_channels=6", "network.out_channels=3", "--out", tmp_path / "clear.tif", "--tile", "64",
+                          "--overlap", "16", "--steps", "2", "--quiet"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with rasterio.open(tmp_path / "clear.tif") as a, rasterio.open(tmp_path / "scene.tif") as b:
+        assert (a.crs, a.transform, a.shape, a.nodata, a.dtypes, a.count) == (b.crs, b.transform, b.shape, b.nodata, b.dtypes, 3)
+    bad = subprocess.run([EMRDM, "remove-clouds", tmp_path / "scene.tif", "--config", "tiny-cuhk", "--out", tmp_path / "x.tif"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "has 3 bands" in bad.stderr and "expects 4" in bad.stderr and "Traceback" not in bad.stderr
