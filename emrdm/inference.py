@@ -209,11 +209,9 @@ def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, ma
                 y1, x1 = min(cy + ch + halo, H), min(cx + cw + halo, W)
                 win = Window(x0, y0, x1 - x0, y1 - y0)
                 raw = np.stack([s.read(ix, window=win).astype(np.float64) for s, ix in zip(srcs, idx)])       # [T, C, h, w]
-                valid = np.ones(raw.shape[-2:], bool)
-                if nodata is not None: valid &= ~(raw == nodata).any((0, 1))
-                valid &= np.isfinite(raw).all((0, 1))
-                fill = np.where(np.isfinite(raw), raw, lo)
-                if nodata is not None: fill = np.where(raw == nodata, lo, fill)
+                valid = np.isfinite(raw).all((0, 1))                                # nodata: every band of a date
+                if nodata is not None: valid &= ~(raw == nodata).all(1).any(0)
+                fill = np.where(np.isfinite(raw) & valid, raw, lo)
                 cloudy_m = torch.from_numpy(to_model_space(fill, lo, hi, clip)).float()                      # [T, C, h, w]
                 mu, cond = _model_inputs(cfg, cloudy_m, srcs, len(dates), sar is not None, win)
                 lead = mu.shape[:-2]
