@@ -127,6 +127,14 @@ class EMRDMTask(L.LightningModule):
 
     def on_fit_start(self): self.ema.to(self.device)
 
+    def on_train_epoch_start(self):
+        "New crops and augmentations each epoch (datasets draw them from seed, epoch and index)."
+        dm = getattr(self.trainer, "datamodule", None)
+        ds = getattr(dm, "train_set", None)
+        while ds is not None:
+            if hasattr(ds, "set_epoch"): ds.set_epoch(self.current_epoch)
+            ds = ds.__dict__.get("dataset")
+
     def validation_step(self, batch, batch_idx):
         x0, mu, cond = _batch_inputs(self.model, batch)
         g = torch.Generator().manual_seed(batch_idx)
@@ -158,8 +166,9 @@ class EMRDMTask(L.LightningModule):
 class EMRDMData(L.LightningDataModule):
     "Train/val/test loaders of a configuration's dataset; only the splits a stage needs are opened."
     def __init__(self, config: Config, root, nir_root=None, batch_size: int | None = None, num_workers: int = 0,
-                 dataset: str | None = None, val_split: str | None = None):
+                 dataset: str | None = None, val_split: str | None = None, crop: int | None = None):
         super().__init__()
+        self.crop = crop
         self.config, self.root, self.nir_root, self.dataset = config, root, nir_root, dataset
         self.batch_size, self.num_workers = batch_size or config.train.batch_size, num_workers
         name = dataset or config.data.dataset
@@ -168,7 +177,11 @@ class EMRDMData(L.LightningDataModule):
     def setup(self, stage=None):
         make = lambda split: make_dataset(self.config, self.root, split, self.nir_root, self.dataset)
         train_split = "all" if (self.dataset or self.config.data.dataset) == "folder" else "train"
-        if stage in (None, "fit"): self.train_set, self.val_set = make(train_split), make(self.val_split)
+        if stage in (None, "fit"):
+            self.train_set, self.val_set = make(train_split), make(self.val_split)
+            if self.crop:
+                from emrdm.data.core import RandomCrop
+                self.train_set = RandomCrop(self.train_set, self.crop, seed=self.config.train.seed)
         if stage in (None, "test"): self.test_set = make("all" if train_split == "all" else "test")
 
     def _loader(self, ds, shuffle):
@@ -184,7 +197,8 @@ def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int 
         resume=None, devices="auto", accelerator="auto", num_nodes: int = 1, strategy="auto", precision="32-true",
         tf32: bool = False, num_workers: int = 0, val_every_n_steps: int | None = None, val_batches: int = 2,
         dataset: str | None = None, seed: int | None = None, tensorboard: bool = False, progress: bool = True,
-        checkpoint_every_n_steps: int | None = None, callbacks=(), **task_kwargs) -> EMRDMTask:
+        checkpoint_every_n_steps: int | None = None, callbacks=(), max_time: str | None = None, crop: int | None = None,
+        **task_kwargs) -> EMRDMTask:
     "Train (or resume) a model; checkpoints and logs go to `out_dir`. Returns the trained task."
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -193,13 +207,14 @@ def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int 
     L.seed_everything(cfg.train.seed if seed is None else seed, workers=True, verbose=False)
     if tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     task = EMRDMTask(cfg, val_batches=val_batches, **task_kwargs)
-    data = EMRDMData(cfg, data_root, nir_root, num_workers=num_workers, dataset=dataset)
+    data = EMRDMData(cfg, data_root, nir_root, num_workers=num_workers, dataset=dataset, crop=crop)
     loggers = [CSVLogger(out, name="logs")] + ([TensorBoardLogger(out, name="tb")] if tensorboard else [])
     ckpt_dir = out / "checkpoints"
     callbacks = [ModelCheckpoint(ckpt_dir, filename="step{step:08d}", save_last=True, auto_insert_metric_name=False,
                                  every_n_train_steps=checkpoint_every_n_steps, save_top_k=-1 if checkpoint_every_n_steps else 1),
                  OnExceptionCheckpoint(ckpt_dir), *callbacks]
     trainer = L.Trainer(default_root_dir=out, max_steps=max_steps or -1, max_epochs=max_epochs if max_steps is None else None,
+                        max_time=max_time,
                         devices=devices, accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision,
                         logger=loggers, callbacks=callbacks, val_check_interval=val_every_n_steps,
                         check_val_every_n_epoch=None if val_every_n_steps else cfg.train.val_every_n_epochs,

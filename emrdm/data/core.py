@@ -17,7 +17,7 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['RASTER_SUFFIXES', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'matlab_resize_weights',
            'matlab_imresize', 'dihedral_params', 'dihedral', 'stretch_limits', 'stretch', 'plot_sample',
-           'CloudRemovalDataset']
+           'CloudRemovalDataset', 'RandomCrop']
 
 # %% ../../nbs/10_data.ipynb #9e7a319e
 class DataError(ValueError):
@@ -179,3 +179,21 @@ class CloudRemovalDataset(torch.utils.data.Dataset):
         return plot_sample(sample, self.bands, self.cond_bands, title=title or sample.get("path"))
     def __repr__(self):
         return f"{type(self).__name__}({len(self)} samples, bands {', '.join(self.bands)})"
+
+# %% ../../nbs/10_data.ipynb #574ac550
+class RandomCrop(torch.utils.data.Dataset):
+    "Crop every image tensor of `dataset`'s samples to `size` x `size`, at a place drawn from (seed, epoch, index)."
+    def __init__(self, dataset, size: int, seed: int = 0):
+        self.dataset, self.size, self.seed, self.epoch = dataset, size, seed, 0
+    def __len__(self): return len(self.dataset)
+    def set_epoch(self, epoch: int): self.epoch = epoch
+    def __getattr__(self, name):                                        # bands, plot, files, ... of the wrapped dataset
+        if name == "dataset": raise AttributeError(name)
+        return getattr(self.dataset, name)
+    def __getitem__(self, i: int) -> dict:
+        s = self.dataset[i]
+        H, W = s["mu"].shape[-2:]
+        if self.size > min(H, W): raise DataError(f"crop size {self.size} exceeds the {H}x{W} sample {s.get('path')}")
+        rng = np.random.default_rng([self.seed, self.epoch, i, 7])
+        y, x = int(rng.integers(H - self.size + 1)), int(rng.integers(W - self.size + 1))
+        return {k: v[..., y:y + self.size, x:x + self.size] if isinstance(v, Tensor) and v.ndim >= 2 else v for k, v in s.items()}
