@@ -7,10 +7,13 @@ BIN := $(VENV)/bin
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c .ci/constraints-cpu.txt)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install test nbtest pytest export clean readme check docs
+.PHONY: help install test nbtest pytest export clean readme check docs demo paper paper-eval tables
 
 help:
+	@echo "make demo     install, then EMRDM end to end on real Landsat-8 imagery on this CPU (about 15 minutes)"
 	@echo "make test     install into $(VENV) if needed, then run the notebook tests and pytest"
+	@echo "make paper DATA=/data                 train and evaluate every row of the paper with papermill (GPU)"
+	@echo "make paper-eval DATA=/data CKPTS=dir  evaluate the authors' released checkpoints (no training)"
 	@echo "make export   notebooks -> emrdm/ (nbdev_export)"
 	@echo "make clean    strip notebook metadata (nbdev_clean)"
 	@echo "make readme   README.md from nbs/index.ipynb (no Quarto needed)"
@@ -51,3 +54,32 @@ check: install
 docs: install
 	$(BIN)/nbdev_docs
 	$(PY) tools/readme.py
+
+# ---- demo and paper reproduction ------------------------------------------------------------------------------
+DEMO_MINUTES ?= 8
+demo: install
+	$(PY) tools/demo.py --out demo --minutes $(DEMO_MINUTES)
+
+PM := $(BIN)/papermill --kernel python3 --log-output --cwd .
+PAPER_TRAIN := cuhk cuhkv2 sen12mscr sen2mtc $(patsubst configs/paper/%.yaml,%,$(wildcard configs/paper/ablation-*.yaml))
+RELEASED := cuhk:cuhk.ckpt cuhkv2:cuhkv2.ckpt sen12mscr:sentinel.ckpt sen2mtc:sen2_mtc_new.ckpt
+
+paper: install
+	@test -n "$(DATA)" || { echo "usage: make paper DATA=/path/to/datasets (CUHK-CR1, nir/CUHK-CR1, SEN12MS-CR, Sen2_MTC_New)"; exit 2; }
+	for run in $(PAPER_TRAIN); do mkdir -p runs/$$run && \
+	  $(PM) nbs/experiments/train.ipynb runs/$$run/train.ipynb -f configs/paper/$$run.yaml -p data_root $(DATA) || exit 1; done
+	$(MAKE) tables
+
+paper-eval: install
+	@test -n "$(DATA)" -a -n "$(CKPTS)" || { echo "usage: make paper-eval DATA=/path/to/datasets CKPTS=/path/to/released/checkpoints"; exit 2; }
+	for pair in $(RELEASED); do run=$${pair%%:*}; ckpt=$${pair##*:}; mkdir -p runs/$$run && \
+	  $(PM) nbs/experiments/evaluate.ipynb runs/$$run/evaluate.ipynb -f configs/paper/$$run.yaml -p data_root $(DATA) \
+	    -p checkpoint $(CKPTS)/$$ckpt || exit 1; done
+	for f in configs/paper/steps-*.yaml; do run=$$(basename $$f .yaml); mkdir -p runs/$$run && \
+	  $(PM) nbs/experiments/evaluate.ipynb runs/$$run/evaluate.ipynb -f $$f -p data_root $(DATA) -p checkpoint $(CKPTS)/sen2_mtc_new.ckpt || exit 1; done
+	for f in configs/paper/churn-*.yaml; do run=$$(basename $$f .yaml); mkdir -p runs/$$run && \
+	  $(PM) nbs/experiments/evaluate.ipynb runs/$$run/evaluate.ipynb -f $$f -p data_root $(DATA) -p checkpoint $(CKPTS)/sentinel.ckpt || exit 1; done
+	$(MAKE) tables
+
+tables: install
+	$(PM) nbs/experiments/tables.ipynb runs/tables.ipynb -p runs_dir runs
