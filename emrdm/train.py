@@ -274,28 +274,35 @@ def _is_main() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
+def _sampled(model: EMRDM, dataset, batch_size, dev, seed, steps, progress, desc, **sampler_options):
+    "Yield (batch, predictions, dataset indices) over this rank's share of `dataset`; image i's noise is seeded by i."
+    from tqdm.auto import tqdm
+    part, order = _shard(dataset)
+    loader = torch.utils.data.DataLoader(part, batch_size=batch_size, shuffle=False)
+    k = 0
+    for batch in tqdm(loader, desc=desc, disable=not progress or not _is_main()):
+        mu, cond = batch["mu"], batch.get("cond") if model.cond_channels else None
+        idx = order[k:k + mu.shape[0]]
+        gens = [torch.Generator().manual_seed(seed * 1_000_003 + j) for j in idx]
+        pred = model.sample(mu.to(dev), None if cond is None else cond.to(dev), steps=steps, generator=gens, **sampler_options).cpu()
+        yield batch, pred, idx
+        k += mu.shape[0]
+
+
 def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol: str | None = None, mode: str = "parity",
              lpips: LPIPS | None = None, device="auto", seed: int = 0, steps: int | None = None, progress: bool = True,
              **sampler_options) -> MetricsLog:
     "Sample every image of `dataset` with `model`, score it; write metrics.csv and summary.csv to `out_dir` if given."
-    from tqdm.auto import tqdm
     dev = _device(device)
     model = model.to(dev).eval()
-    name = getattr(dataset, "dataset_name", None) or model.config.data.dataset
-    protocol = protocol or DATASET_PROTOCOL.get(name, "sen12mscr")
+    protocol = protocol or DATASET_PROTOCOL.get(model.config.data.dataset, "sen12mscr")
     if lpips is None: lpips = LPIPS()
-    log = MetricsLog()
-    part, order = _shard(dataset)
-    loader = torch.utils.data.DataLoader(part, batch_size=batch_size, shuffle=False)
-    k = 0
+    log, order = MetricsLog(), []
     with warnings.catch_warnings():
         warnings.filterwarnings("once", message="LPIPS is reported")
-        for batch in tqdm(loader, desc="evaluating", disable=not progress or not _is_main()):
-            x0, mu, cond = _batch_inputs(model, batch)
-            gens = [torch.Generator().manual_seed(seed * 1_000_003 + order[k + i]) for i in range(mu.shape[0])]    # per image
-            pred = model.sample(mu.to(dev), None if cond is None else cond.to(dev), steps=steps, generator=gens, **sampler_options).cpu()
-            for i in range(mu.shape[0]): log.add(batch["path"][i], image_metrics(x0[i], pred[i], protocol, mode, lpips))
-            k += mu.shape[0]
+        for batch, pred, idx in _sampled(model, dataset, batch_size, dev, seed, steps, progress, "evaluating", **sampler_options):
+            for i in range(pred.shape[0]): log.add(batch["path"][i], image_metrics(batch["target"][i], pred[i], protocol, mode, lpips))
+            order += idx
     log = _gather(log, order)
     if out_dir is not None and _is_main():
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -349,26 +356,19 @@ def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", 
     "Write each prediction as a GeoTIFF (physical units, input georeferencing) and a PNG preview; score if targets exist."
     import rasterio
     from PIL import Image
-    from tqdm.auto import tqdm
     dev, out = _device(device), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(dev).eval()
     protocol = protocol or DATASET_PROTOCOL.get(model.config.data.dataset, "sen12mscr")
     lpips = LPIPS() if metrics else None
-    log = MetricsLog()
-    part, order = _shard(dataset)
-    loader = torch.utils.data.DataLoader(part, batch_size=batch_size, shuffle=False)
-    k = 0
+    log, order = MetricsLog(), []
     with warnings.catch_warnings():
         warnings.filterwarnings("once", message="LPIPS is reported")
-        for batch in tqdm(loader, desc="predicting", disable=not progress or not _is_main()):
-            mu, cond = batch["mu"], batch.get("cond") if model.cond_channels else None
-            gens = [torch.Generator().manual_seed(seed * 1_000_003 + order[k + i]) for i in range(mu.shape[0])]
-            pred = model.sample(mu.to(dev), None if cond is None else cond.to(dev), steps=steps, generator=gens, **sampler_options).cpu()
-            for i in range(mu.shape[0]):
+        for batch, pred, idx in _sampled(model, dataset, batch_size, dev, seed, steps, progress, "predicting", **sampler_options):
+            for i, j in enumerate(idx):
                 arr, dtype = to_physical(pred[i], dataset)
                 stem = Path(batch["path"][i]).name.split(".")[0]
-                prof = _input_profile(dataset, order[k])
+                prof = _input_profile(dataset, j)
                 meta = dict(driver="GTiff", height=arr.shape[1], width=arr.shape[2], count=arr.shape[0], dtype=dtype,
                             crs=prof.get("crs"), transform=prof.get("transform") or rasterio.transform.IDENTITY, nodata=prof.get("nodata"))
                 tmp = out / f".{stem}.tif.part"
@@ -378,7 +378,7 @@ def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", 
                 tmp.replace(out / f"{stem}.tif")
                 Image.fromarray(_preview(arr, dataset)).save(out / f"{stem}.png")
                 if metrics and "target" in batch: log.add(batch["path"][i], image_metrics(batch["target"][i], pred[i], protocol, mode, lpips))
-                k += 1
+            order += idx
     log = _gather(log, order)
     if log.rows:
         if _is_main(): log.to_csv(out / "metrics.csv"); log.summary_csv(out / "summary.csv")

@@ -41,6 +41,9 @@ def main():
     ap.add_argument("--out", default="demo")
     ap.add_argument("--minutes", type=float, default=8.0, help="training budget (wall clock)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--crop", type=int, default=128, help="training crop size")
+    ap.add_argument("--batch", type=int, default=None, help="training batch size (default: the config's)")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
     args = ap.parse_args()
     t_start = time.time()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
@@ -66,10 +69,11 @@ def main():
     n_train = sum(t["split"] == "train" for t in manifest["tiles"]); n_test = len(manifest["tiles"]) - n_train
     print(f"    {n_train} training tiles, {n_test} held-out tiles (the eastern quarter of the scene) in {l8}")
 
-    step(2, f"training tiny-l8cr for {args.minutes:g} minutes on random 128x128 crops (CPU)")
-    cfg = load_config("tiny-l8cr")
+    step(2, f"training tiny-l8cr for {args.minutes:g} minutes on random {args.crop}x{args.crop} crops (CPU)")
+    over = {k: v for k, v in (("train.batch_size", args.batch), ("train.lr", args.lr)) if v is not None}
+    cfg = load_config("tiny-l8cr", over)
     minutes = int(args.minutes); seconds = int(round((args.minutes - minutes) * 60))
-    task = fit(cfg, l8, out / "run", dataset="l8cr", max_time=f"00:00:{minutes:02d}:{seconds:02d}", crop=128,
+    task = fit(cfg, l8, out / "run", dataset="l8cr", max_time=f"00:00:{minutes:02d}:{seconds:02d}", crop=args.crop,
                val_every_n_steps=10**9, val_batches=0, seed=args.seed, progress=True)
     model = task.ema_model()
     print(f"    {task.trainer.global_step} steps; checkpoint {out / 'run/checkpoints/last.ckpt'}")
