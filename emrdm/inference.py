@@ -59,7 +59,8 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def _ramp(n: int, start: int, length: int, starts: list[int], overlap: int) -> np.ndarray:
+def _ramp(n: int, start: int, length: int, overlap: int) -> np.ndarray:
+    "Per-axis blending weight of a tile of `n` pixels at `start`: ramps over `overlap` on sides facing a neighbour."
     w = np.ones(n)
     if overlap <= 0: return w
     ramp = (np.arange(overlap) + 0.5) / overlap
@@ -100,8 +101,8 @@ class TiledDenoiser:
                 crop = lambda t: torch.stack([t[b, ..., y:y + self.tile, xx:xx + self.tile] for y, xx in chunk])
                 D = self.model.denoise(crop(xp), sigma[b].expand(len(chunk)), None if cp is None else crop(cp))
                 for (y, xx), d in zip(chunk, D):
-                    w = torch.from_numpy(np.outer(_ramp(self.tile, y, Hp, ys, self.overlap),
-                                                  _ramp(self.tile, xx, Wp, xs, self.overlap))).to(x)
+                    w = torch.from_numpy(np.outer(_ramp(self.tile, y, Hp, self.overlap),
+                                                  _ramp(self.tile, xx, Wp, self.overlap))).to(x)
                     acc[b, :, y:y + self.tile, xx:xx + self.tile] += d * w
                     if b == 0: wsum[y:y + self.tile, xx:xx + self.tile] += w
                 if self.progress is not None: self.progress.update(len(chunk) / x.shape[0])
@@ -162,7 +163,6 @@ def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, ma
     from rasterio.windows import Window
     cfg = model.config
     dates = [cloudy] if isinstance(cloudy, (str, Path)) else list(cloudy)
-    if cfg.temporal and len(dates) < 1: raise DataError("a temporal model needs at least one date")
     if not cfg.temporal and len(dates) != 1:
         raise DataError(f"config '{cfg.name}' is a single-date model: give one cloudy file, got {len(dates)}")
     if sar is not None and cfg.data.dataset != "sen12mscr": raise DataError(f"config '{cfg.name}' takes no SAR input")
@@ -190,10 +190,10 @@ def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, ma
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         part = out.with_name(f".{out.name}.part")
-        block = H * W <= max_pixels and (H, W) or None
-        size = int(math.sqrt(max_pixels)) // tile * tile if block is None else None
-        halo = overlap if block is None else 0
-        cores = [(0, 0, H, W)] if block is not None else \
+        whole = H * W <= max_pixels                                             # one block, or windows with a halo
+        size = max(int(math.sqrt(max_pixels)) // tile * tile, tile)
+        halo = 0 if whole else overlap
+        cores = [(0, 0, H, W)] if whole else \
             [(y, x, min(size, H - y), min(size, W - x)) for y in range(0, H, size) for x in range(0, W, size)]
         sigmas = model.sigmas(steps, dev, torch.float32)
         n_tiles = sum(len(tile_starts(min(h + 2 * halo, H), tile, overlap)) * len(tile_starts(min(w + 2 * halo, W), tile, overlap))
