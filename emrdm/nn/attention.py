@@ -91,10 +91,13 @@ def na2d_torch(q: Tensor, k: Tensor, v: Tensor, kernel_size: int, tile: int | tu
     # queries, padded to whole tiles with copies of the last row/column: [B*nh, tiles, th*tw, d]
     rows = torch.arange(nty * th, device=q.device).clamp(max=H - 1)
     cols = torch.arange(ntx * tw, device=q.device).clamp(max=W - 1)
-    qt = q[:, rows][:, :, cols].view(B, nty, th, ntx, tw, nh, d)
+    qt = q.index_select(1, rows).index_select(2, cols).view(B, nty, th, ntx, tw, nh, d)
     qt = qt.permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nh, nty * ntx, th * tw, d)
     def regions(t):   # [B, H, W, nh, d] -> [B*nh, tiles, Ry*Rx, d]
-        t = t[:, ky][:, :, :, kx]                                                         # [B, nty, Ry, ntx, Rx, nh, d]
+        # index_select, not t[:, ky]: its backward is index_add_ over whole slices; the element-wise scatter behind
+        # advanced indexing was 8x slower on CPU (profiled: 20% of a tiny-l8cr training step, now 3%)
+        t = t.index_select(1, ky.flatten()).index_select(2, kx.flatten())               # [B, nty*Ry, ntx*Rx, nh, d]
+        t = t.view(B, nty, Ry, ntx, Rx, nh, d)
         return t.permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nh, nty * ntx, Ry * Rx, d)
     mask = (my[:, None, :, None, :, None] & mx[None, :, None, :, None, :]).reshape(nty * ntx, th * tw, Ry * Rx)
     out = F.scaled_dot_product_attention(qt, regions(k), regions(v), attn_mask=mask, scale=1.0)
