@@ -359,18 +359,35 @@ class EMRDM(nn.Module):
     def sample(self, mu: Tensor, cond: Tensor | None = None, steps: int | None = None, noise: Tensor | None = None,
                generator=None, return_trajectory: bool = False, progress: bool = False, **sampler_options):
         "The clear image `[B, C, H, W]` from the cloudy `mu`; solver, steps and churn default to the config's."
+        return self._sample(self.net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options)
+
+    def _sample(self, net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options):
         self._check("mu", mu, self.config.network.out_channels); self._check("cond", cond, self.cond_channels or None, mu)
         if self.training:
             warnings.warn("EMRDM.sample called in training mode: dropout is active and results are random; call model.eval() first",
-                          stacklevel=2)
+                          stacklevel=3)
         s = self.config.sampler
         options = dict(solver=s.solver, s_churn=s.s_churn, s_tmin=s.s_tmin, s_tmax=s.s_tmax, s_noise=s.s_noise, gamma_max=s.gamma_max)
         unknown = set(sampler_options) - set(options)
         if unknown: raise TypeError(f"unknown sampler option(s) {sorted(unknown)}; valid: {sorted(options)}")
         options.update(sampler_options)
-        denoiser = lambda x, sigma, c: residual_denoise(self.net, x, sigma, c, schedule=self.schedule, precond=self.precond)
+        denoiser = lambda x, sigma, c: residual_denoise(net, x, sigma, c, schedule=self.schedule, precond=self.precond)
         return residual_sample(denoiser, mu, self.sigmas(steps, mu.device, mu.dtype), self.schedule, cond, noise=noise,
                                generator=generator, return_trajectory=return_trajectory, progress=progress, **options)
+
+    @torch.no_grad()
+    def temporal_attention(self, mu: Tensor, cond: Tensor | None = None, steps: int | None = None,
+                           noise: Tensor | None = None, generator=None, **sampler_options) -> tuple[Tensor, Tensor]:
+        """Sample as `sample` does; return `(clear, weights)`, the weights of the temporal attention over the dates at
+        every network evaluation: `[evals, B, heads, T, h, w]` on the bottleneck grid, summing to 1 over `T`."""
+        if not self.temporal: raise ValueError(f"{self.config.name!r} is a single-date model: it has no temporal attention")
+        weights = []
+        def net(x, c_noise):
+            out, attn = self.net(x, c_noise, return_attn=True)                    # attn: [heads, B, T, h, w]
+            weights.append(attn.transpose(0, 1).float())
+            return out
+        clear = self._sample(net, mu, cond, steps, noise, generator, False, False, **sampler_options)
+        return clear, torch.stack(weights)
 
     def __repr__(self):
         n = sum(p.numel() for p in self.net.parameters())
