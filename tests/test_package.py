@@ -1,6 +1,7 @@
 "Packaging, imports and the README generator: what a user meets before any math."
 import configparser
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,22 @@ def test_readme_renderer_rules(tmp_path):
     text = readme.render(nb)
     assert "secret" not in text and "echo" not in text and "print('shown')" not in text
     assert "```\nshown\n```" in text and "```python\nx = 2\nx\n```" in text and "```\n2\n```" in text
+
+
+def test_readme_image_links_resolve(tmp_path):
+    "Images linked from index.ipynb (relative to nbs/) must resolve from the README at the top; URLs stay as they are."
+    sys.path.insert(0, str(ROOT / "tools"))
+    import readme
+    (tmp_path / "nbs").mkdir()
+    cell = {"cell_type": "markdown", "metadata": {}, "source": ["![a](images/x.jpg) ![b](https://e.org/y.png) ![c](/abs/z.png)"]}
+    nb = tmp_path / "nbs" / "index.ipynb"
+    nb.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    text = readme.render(nb)
+    assert "![a](nbs/images/x.jpg)" in text and "![b](https://e.org/y.png)" in text and "![c](/abs/z.png)" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", (ROOT / "README.md").read_text())
+    local = [link for link in links if not re.match(r"^[a-z]+:", link)]
+    assert local, "the README shows a results figure"
+    for link in local: assert (ROOT / link).is_file(), f"README links a missing image {link}"
 
 
 def test_top_level_quarto_config_is_nbdevs():

@@ -4,17 +4,28 @@
 `nbdev_readme` needs Quarto, which cannot be installed everywhere (it is not on our CI machines), so this
 script is the README's generator of record: markdown cells are copied, code cells become ```python blocks
 followed by their text outputs, and cells marked `#| hide` (or `#| include: false`) are left out; `#| echo: false`
-keeps the outputs only. `--check` exits 1 and prints a diff when README.md is not what the notebook gives.
+keeps the outputs only; relative image links are rewritten so they resolve from the README's folder. `--check` exits 1 and prints a diff when README.md is not what the notebook gives.
 """
 import argparse
 import difflib
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 HEADER = "<!-- Generated from nbs/index.ipynb by tools/readme.py (make readme). Do not edit: edit the notebook. -->\n"
 DIRECTIVE = re.compile(r"^\s*#\s*\|\s*(.*)$")
+IMAGE = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)")
+
+
+def _relink(md: str, nb_dir: Path, out_dir: Path) -> str:
+    "Markdown image links relative to the notebook, made relative to the README (URLs and absolute paths kept)."
+    def fix(m):
+        link = m.group(2)
+        if re.match(r"^([a-z][a-z0-9+.-]*:|/|#)", link): return m.group(0)
+        return m.group(1) + Path(os.path.relpath(nb_dir / link, out_dir)).as_posix()
+    return IMAGE.sub(fix, md)
 
 
 def _directives(src):
@@ -40,13 +51,16 @@ def _outputs(cell):
     return parts
 
 
-def render(nb_path: Path) -> str:
+def render(nb_path: Path, out_dir: Path | None = None) -> str:
+    "The README text; `out_dir` is where it will live (default: the notebook folder's parent, the repository root)."
+    nb_path = Path(nb_path).resolve()
+    out_dir = Path(out_dir).resolve() if out_dir is not None else nb_path.parent.parent
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
     blocks = []
     for cell in nb["cells"]:
         src = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
-            if src.strip(): blocks.append(src.strip("\n"))
+            if src.strip(): blocks.append(_relink(src.strip("\n"), nb_path.parent, out_dir))
             continue
         if cell["cell_type"] != "code": continue
         flags, code = _directives(src)
@@ -64,7 +78,8 @@ def main(argv=None):
     ap.add_argument("--out", default="README.md")
     ap.add_argument("--check", action="store_true", help="fail if README.md differs from the notebook")
     args = ap.parse_args(argv)
-    text, out = render(Path(args.nb)), Path(args.out)
+    out = Path(args.out)
+    text = render(Path(args.nb), out.resolve().parent)
     if args.check:
         have = out.read_text(encoding="utf-8") if out.exists() else ""
         if have != text:
