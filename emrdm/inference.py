@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.core import DataError, S1_BANDS, S2_BANDS
+from .data.core import DataError, S1_BANDS, S2_BANDS, UNITS, from_model_space, to_model_space
 from .model import EMRDM
 from .samplers import residual_sample
 
 # %% auto #0
-__all__ = ['input_bands', 'to_model_space', 'from_model_space', 'tile_starts', 'TiledDenoiser', 'remove_clouds']
+__all__ = ['input_bands', 'tile_starts', 'TiledDenoiser', 'remove_clouds']
 
 # %% ../nbs/13_inference.ipynb #2a690695
 def input_bands(cfg) -> tuple[str, ...]:
@@ -33,22 +33,11 @@ def input_bands(cfg) -> tuple[str, ...]:
 
 
 def _range(cfg, value_range):
+    "((low, high), clip) of the inputs: `value_range` if given, else the config's dataset units (`data.core.UNITS`)."
     if value_range is not None: return tuple(map(float, value_range)), False
     d = cfg.data.dataset
-    if d in ("cuhk-cr1", "cuhk-cr2", "l8cr"): return (0.0, 255.0), False
-    if d == "sen12mscr": return (0.0, 10000.0), True
-    if d == "sen2mtc": return (0.0, 10000.0), False
+    if d in UNITS: return UNITS[d][:2], UNITS[d][2]
     raise DataError(f"config '{cfg.name}' has no known value range (data.dataset={d}): pass value_range=(low, high)")
-
-
-def to_model_space(arr: np.ndarray, lo: float, hi: float, clip: bool) -> np.ndarray:
-    "Physical values to [-1, 1] (clipped to [lo, hi] first when `clip`)."
-    arr = np.clip(arr, lo, hi) if clip else arr
-    return (arr - lo) / (hi - lo) * 2 - 1
-
-
-def from_model_space(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (x + 1) / 2 * (hi - lo) + lo
 
 # %% ../nbs/13_inference.ipynb #e8ac3a63
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

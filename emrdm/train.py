@@ -316,13 +316,12 @@ def to_physical(x: torch.Tensor, dataset) -> tuple[np.ndarray, str]:
     from emrdm.data.folder import GeoTiffFolder
     from emrdm.data.sen12mscr import SEN12MSCR
     from emrdm.data.sen2mtc import Sen2MTC
+    from emrdm.data.core import UNITS, from_model_space, to_file_units
     v = x.double().numpy()
-    if isinstance(dataset, CUHKCR): return np.clip(np.rint((v + 1) / 2 * 255), 0, 255).astype(np.uint8), "uint8"
-    if isinstance(dataset, SEN12MSCR): return np.clip(np.rint((v + 1) / 2 * 10000), 0, 10000).astype(np.uint16), "uint16"
-    if isinstance(dataset, Sen2MTC): return np.clip(np.rint((v + 1) * 5000), 0, 65535).astype(np.uint16), "uint16"
-    if isinstance(dataset, GeoTiffFolder):
-        lo, hi = dataset.value_range
-        return ((v + 1) / 2 * (hi - lo) + lo).astype(np.float32), "float32"
+    name = next((n for cls, n in ((CUHKCR, "cuhk-cr1"), (SEN12MSCR, "sen12mscr"), (Sen2MTC, "sen2mtc"))
+                 if isinstance(dataset, cls)), None)
+    if name: return to_file_units(v, name), UNITS[name][3]
+    if isinstance(dataset, GeoTiffFolder): return from_model_space(v, *dataset.value_range).astype(np.float32), "float32"
     return v.astype(np.float32), "float32"
 
 

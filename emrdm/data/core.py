@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['RASTER_SUFFIXES', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'matlab_resize_weights',
-           'matlab_imresize', 'dihedral_params', 'dihedral', 'stretch_limits', 'stretch', 'plot_sample',
-           'CloudRemovalDataset', 'RandomCrop']
+__all__ = ['RASTER_SUFFIXES', 'UNITS', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'to_model_space',
+           'from_model_space', 'to_file_units', 'matlab_resize_weights', 'matlab_imresize', 'dihedral_params',
+           'dihedral', 'stretch_limits', 'stretch', 'plot_sample', 'CloudRemovalDataset', 'RandomCrop']
 
 # %% ../../nbs/10_data.ipynb #9e7a319e
 class DataError(ValueError):
@@ -61,6 +61,30 @@ def check_array(arr: np.ndarray, path, bands: int | None = None, size: tuple[int
     if finite and not np.isfinite(arr).all():
         raise DataError(f"{path}: {int((~np.isfinite(arr)).sum())} NaN or infinite values (nodata?)")
     return arr
+
+# %% ../../nbs/10_data.ipynb #9851c278
+UNITS = {   # dataset: (low, high, clip inputs to [low, high], file dtype) of the optical bands
+    "cuhk-cr1": (0.0, 255.0, False, "uint8"), "cuhk-cr2": (0.0, 255.0, False, "uint8"), "l8cr": (0.0, 255.0, False, "uint8"),
+    "sen12mscr": (0.0, 10000.0, True, "uint16"), "sen2mtc": (0.0, 10000.0, False, "uint16")}
+
+
+def to_model_space(arr: np.ndarray, lo: float, hi: float, clip: bool) -> np.ndarray:
+    "Physical values to [-1, 1] (clipped to [lo, hi] first when `clip`)."
+    arr = np.clip(arr, lo, hi) if clip else arr
+    return (arr - lo) / (hi - lo) * 2 - 1
+
+
+def from_model_space(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    "[-1, 1] back to physical values (not rounded or clipped)."
+    return (x + 1) / 2 * (hi - lo) + lo
+
+
+def to_file_units(x: np.ndarray, dataset: str) -> np.ndarray:
+    "Model space to the dataset's file values: rounded, clipped to the range (or, unclipped data, to the dtype), cast."
+    lo, hi, clip, dtype = UNITS[dataset]
+    info = np.iinfo(dtype)
+    v = np.rint(from_model_space(np.asarray(x, dtype=np.float64), lo, hi))
+    return np.clip(v, lo if clip else info.min, hi if clip else info.max).astype(dtype)
 
 # %% ../../nbs/10_data.ipynb #f9477fc1
 def _cubic(x: np.ndarray) -> np.ndarray:
