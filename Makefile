@@ -56,9 +56,12 @@ docs: install
 	$(PY) tools/readme.py
 
 # ---- demo and paper reproduction ------------------------------------------------------------------------------
+# DEMO_STEPS=N trains N steps instead of DEMO_MINUTES (CI's smoke run); DEMO_CACHE is where the scene is kept.
 DEMO_MINUTES ?= 8
+DEMO_OUT ?= demo
 demo: install
-	$(PY) tools/demo.py --out demo --minutes $(DEMO_MINUTES)
+	$(PY) tools/demo.py --out $(DEMO_OUT) --minutes $(DEMO_MINUTES) $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) \
+	  $(if $(DEMO_CACHE),--cache $(DEMO_CACHE)) $(if $(DEMO_ARCHIVE),--archive $(DEMO_ARCHIVE))
 
 PM := $(BIN)/papermill --kernel python3 --log-output --cwd .
 PAPER_TRAIN := cuhk cuhkv2 sen12mscr sen2mtc $(patsubst configs/paper/%.yaml,%,$(wildcard configs/paper/ablation-*.yaml))

