@@ -3,11 +3,13 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+# Every tool a target runs comes from the venv first: never the system's pip or python.
+export PATH := $(abspath $(BIN)):$(PATH)
 # CPU-only machines pin the CPU build of torch; machines with an NVIDIA GPU keep whatever CUDA build pip picks.
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c .ci/constraints-cpu.txt)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install test nbtest pytest export clean readme check docs demo paper paper-eval tables
+.PHONY: help install test nbtest pytest export clean readme check docs package demo paper paper-eval tables
 
 help:
 	@echo "make demo     install, then EMRDM end to end on real Landsat-8 imagery on this CPU (about 15 minutes)"
@@ -19,6 +21,7 @@ help:
 	@echo "make readme   README.md from nbs/index.ipynb (no Quarto needed)"
 	@echo "make check    fail if export, clean or readme would change a committed file"
 	@echo "make docs     the documentation site with nbdev_docs (needs Quarto)"
+	@echo "make package  build the sdist and wheel, install the sdist in a new venv and run it from another folder"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -51,9 +54,15 @@ readme: install
 check: install
 	bash .ci/check-drift
 
-docs: install
+# Without Quarto, nbdev_docs would run an installer of its own (pip on PATH, sudo): stop first, change nothing.
+docs:
+	@command -v quarto >/dev/null || { echo "make docs needs Quarto (https://quarto.org/docs/get-started/); install it, then run make docs again"; exit 2; }
+	$(MAKE) install
 	$(BIN)/nbdev_docs
 	$(PY) tools/readme.py
+
+package:
+	bash .ci/package-check
 
 # ---- demo and paper reproduction ------------------------------------------------------------------------------
 # DEMO_STEPS=N trains N steps instead of DEMO_MINUTES (CI's smoke run); DEMO_CACHE is where the scene is kept.
