@@ -147,3 +147,25 @@ def test_wheel_ships_modules_and_configs(tmp_path):
         assert str(module.relative_to(ROOT)) in names, module
     for config in ROOT.glob("emrdm/configs/**/*.yaml"):
         assert str(config.relative_to(ROOT)) in names, config
+
+
+def test_make_docs_without_quarto_changes_nothing(tmp_path):
+    "Without Quarto, nbdev_docs would run an installer with the first pip on PATH: make docs must stop before that."
+    venv = tmp_path / "venv"
+    out = subprocess.run(["make", "-s", "docs", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = [l for l in (out.stdout + out.stderr).strip().splitlines() if not l.startswith("make: ***")]   # make's own
+    assert len(lines) == 1 and "Quarto" in lines[0] and "install" in lines[0], lines
+    assert not venv.exists()                                   # no venv made, nothing installed
+
+
+def test_make_targets_use_the_venvs_tools(tmp_path):
+    "Every target finds pip and python in the venv before the system's."
+    bin_ = tmp_path / "venv" / "bin"; bin_.mkdir(parents=True)
+    for tool in ("pip", "python"):
+        (bin_ / tool).write_text("#!/bin/sh\n"); (bin_ / tool).chmod(0o755)
+    out = subprocess.run(["make", "-s", "--eval", "where: ; @command -v pip python", "where", f"VENV={tmp_path / 'venv'}"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(bin_ / "pip"), str(bin_ / "python")]
