@@ -19,8 +19,8 @@ from .model import EMRDM, Config, load_config
 from .metrics import DATASET_PROTOCOL, LPIPS, MetricsLog, image_metrics
 
 # %% auto #0
-__all__ = ['EMA', 'dataset_options', 'make_dataset', 'EMRDMTask', 'EMRDMData', 'fit', 'load_model', 'evaluate', 'to_physical',
-           'predict']
+__all__ = ['EMA', 'dataset_options', 'make_dataset', 'EMRDMTask', 'EMRDMData', 'load_model', 'initialise', 'ExceptionCheckpoint',
+           'fit', 'evaluate', 'to_physical', 'predict']
 
 # %% ../nbs/12_train.ipynb #e9cec7e7
 class EMA:
@@ -192,37 +192,6 @@ class EMRDMData(L.LightningDataModule):
     def val_dataloader(self): return self._loader(self.val_set, False)
     def test_dataloader(self): return self._loader(self.test_set, False)
 
-# %% ../nbs/12_train.ipynb #7276da2b
-def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int | None = None, max_epochs: int | None = None,
-        resume=None, devices="auto", accelerator="auto", num_nodes: int = 1, strategy="auto", precision="32-true",
-        tf32: bool = False, num_workers: int = 0, val_every_n_steps: int | None = None, val_batches: int = 2,
-        dataset: str | None = None, seed: int | None = None, tensorboard: bool = False, progress: bool = True,
-        checkpoint_every_n_steps: int | None = None, callbacks=(), max_time: str | None = None, crop: int | None = None,
-        **task_kwargs) -> EMRDMTask:
-    "Train (or resume) a model; checkpoints and logs go to `out_dir`. Returns the trained task."
-    from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    cfg = config if isinstance(config, Config) else load_config(config)
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.train.seed if seed is None else seed, workers=True, verbose=False)
-    if tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    task = EMRDMTask(cfg, val_batches=val_batches, **task_kwargs)
-    data = EMRDMData(cfg, data_root, nir_root, num_workers=num_workers, dataset=dataset, crop=crop)
-    loggers = [CSVLogger(out, name="logs")] + ([TensorBoardLogger(out, name="tb")] if tensorboard else [])
-    ckpt_dir = out / "checkpoints"
-    callbacks = [ModelCheckpoint(ckpt_dir, filename="step{step:08d}", save_last=True, auto_insert_metric_name=False,
-                                 every_n_train_steps=checkpoint_every_n_steps, save_top_k=-1 if checkpoint_every_n_steps else 1),
-                 OnExceptionCheckpoint(ckpt_dir), *callbacks]
-    trainer = L.Trainer(default_root_dir=out, max_steps=max_steps or -1, max_epochs=max_epochs if max_steps is None else None,
-                        max_time=max_time,
-                        devices=devices, accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision,
-                        logger=loggers, callbacks=callbacks, val_check_interval=val_every_n_steps,
-                        check_val_every_n_epoch=None if val_every_n_steps else cfg.train.val_every_n_epochs,
-                        limit_val_batches=max(val_batches, 1), enable_progress_bar=progress, enable_model_summary=False,
-                        num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
-    trainer.fit(task, datamodule=data, ckpt_path=resume)
-    return task
-
 # %% ../nbs/12_train.ipynb #46fb8501
 def load_model(path, config: Config | str | None = None, ema: bool = True, **kwargs) -> EMRDM:
     "An `EMRDM` from our training checkpoint (EMA weights), our `EMRDM.save` format, or the authors' `.ckpt`."
@@ -241,6 +210,82 @@ def load_model(path, config: Config | str | None = None, ema: bool = True, **kwa
                 for n, v in ckpt["ema"]["shadow"].items(): params[n].copy_(v)
         return model.eval()
     return load_official_checkpoint(ckpt, config, ema=ema, **kwargs)
+
+# %% ../nbs/12_train.ipynb #e034af74
+def initialise(task: EMRDMTask, init) -> EMRDMTask:
+    "Put the weights of `init` (a checkpoint in any format `load_model` reads, or an `EMRDM`) into `task`; the EMA starts there."
+    from emrdm.checkpoint import CheckpointError
+    src = init if isinstance(init, EMRDM) else load_model(init, task.config)
+    try: task.model.load_state_dict(src.state_dict(), strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{init if not isinstance(init, EMRDM) else 'the model'} does not fit config "
+                              f"'{task.config.name}': {str(e)[:300]}") from None
+    task.ema = EMA(task.model.net, task.ema.decay)
+    return task
+
+# %% ../nbs/12_train.ipynb #8d3a63f8
+@contextlib.contextmanager
+def _quiet_lightning(verbose: bool = False, resuming: bool = False):
+    "Lightning's info lines only when `verbose`; no warnings about our own deliberate calls; levels restored after."
+    import logging
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    if not verbose:
+        for lg in loggers: lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            if resuming: warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels): lg.setLevel(level)
+
+# %% ../nbs/12_train.ipynb #254408f5
+class ExceptionCheckpoint(L.Callback):
+    "Save `dirpath/on_exception.ckpt` when training raises (SIGTERM included), atomically; never resume by itself."
+    def __init__(self, dirpath): self.path = Path(dirpath) / "on_exception.ckpt"
+
+    def on_exception(self, trainer, pl_module, exception):
+        part = self.path.with_name(f".{self.path.name}.part")
+        trainer.save_checkpoint(part)
+        if trainer.is_global_zero: part.replace(self.path)
+
+# %% ../nbs/12_train.ipynb #7276da2b
+def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int | None = None, max_epochs: int | None = None,
+        resume=None, init=None, devices="auto", accelerator="auto", num_nodes: int = 1, strategy="auto", precision="32-true",
+        tf32: bool = False, num_workers: int = 0, val_every_n_steps: int | None = None, val_batches: int = 2,
+        dataset: str | None = None, seed: int | None = None, tensorboard: bool = False, progress: bool = True,
+        checkpoint_every_n_steps: int | None = None, callbacks=(), max_time: str | None = None, crop: int | None = None,
+        verbose: bool = False, **task_kwargs) -> EMRDMTask:
+    "Train (or `resume`, or fine-tune from `init` weights) a model; checkpoints and logs go to `out_dir`. Returns the task."
+    import inspect
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    cfg = config if isinstance(config, Config) else load_config(config)
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.train.seed if seed is None else seed, workers=True, verbose=False)
+    if tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if resume is not None and init is not None:
+        raise ValueError("give resume= (continue a run: weights, optimiser, step) or init= (new run from weights), not both")
+    task = EMRDMTask(cfg, val_batches=val_batches, **task_kwargs)
+    if init is not None: initialise(task, init)
+    data = EMRDMData(cfg, data_root, nir_root, num_workers=num_workers, dataset=dataset, crop=crop)
+    loggers = [CSVLogger(out, name="logs")] + ([TensorBoardLogger(out, name="tb")] if tensorboard else [])
+    ckpt_dir = out / "checkpoints"
+    callbacks = [ModelCheckpoint(ckpt_dir, filename="step{step:08d}", save_last=True, auto_insert_metric_name=False,
+                                 every_n_train_steps=checkpoint_every_n_steps, save_top_k=-1 if checkpoint_every_n_steps else 1),
+                 ExceptionCheckpoint(ckpt_dir), *callbacks]
+    with _quiet_lightning(verbose, resuming=resume is not None):
+        trainer = L.Trainer(default_root_dir=out, max_steps=-1 if max_steps is None else max_steps,
+                            max_epochs=max_epochs if max_steps is None else None, max_time=max_time, devices=devices,
+                            accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision,
+                            logger=loggers, callbacks=callbacks, val_check_interval=val_every_n_steps,
+                            check_val_every_n_epoch=None if val_every_n_steps else cfg.train.val_every_n_epochs,
+                            limit_val_batches=max(val_batches, 1), enable_progress_bar=progress, enable_model_summary=False,
+                            num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
+        weights_only = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+        trainer.fit(task, datamodule=data, ckpt_path=resume, **weights_only)      # our own checkpoints: tensors and dicts only
+    return task
 
 # %% ../nbs/12_train.ipynb #25dfc435
 def _device(device):
