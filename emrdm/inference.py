@@ -19,7 +19,7 @@ from .model import EMRDM
 from .samplers import residual_sample
 
 # %% auto #0
-__all__ = ['input_bands', 'tile_starts', 'TiledDenoiser', 'remove_clouds']
+__all__ = ['input_bands', 'tile_starts', 'TiledDenoiser', 'check_units', 'remove_clouds']
 
 # %% ../nbs/13_inference.ipynb #2a690695
 def input_bands(cfg) -> tuple[str, ...]:
@@ -129,6 +129,51 @@ def _band_indexes(src, wanted: tuple[str, ...], bands) -> list[int]:
         idx.append(i)
     return idx
 
+# %% ../nbs/13_inference.ipynb #ecc4eb7b
+def _percentiles(src, bands: list[int], samples: int = 1024) -> tuple[float, float] | None:
+    "1st and 99th percentiles of the finite, non-nodata values of `bands`, read decimated to at most `samples`^2 pixels."
+    a = src.read(bands, out_shape=(len(bands), min(src.height, samples), min(src.width, samples))).astype(np.float64)
+    ok = np.isfinite(a) & (a != src.nodata if src.nodata is not None else True)
+    return tuple(np.percentile(a[ok], [1, 99])) if ok.any() else None
+
+
+def check_units(src, bands: list[int], lo: float, hi: float, units: str) -> None:
+    "Raise `DataError` if the file's dtype or observed values cannot be in the model's units `[lo, hi]` (named by `units`)."
+    dtype, span = np.dtype(src.dtypes[bands[0] - 1]), hi - lo
+    problem = None
+    if np.issubdtype(dtype, np.integer) and np.iinfo(dtype).max < hi:
+        problem = f"is {dtype.name}, which cannot hold values up to {hi:g}"
+    elif (p := _percentiles(src, bands)) is not None:
+        if p[1] > lo + 4 * span or p[0] < lo - span or lo < p[1] <= lo + span / 100:
+            problem = f"is {dtype.name} with values {p[0]:.4g}..{p[1]:.4g} (1st-99th percentile)"
+    if problem:
+        raise DataError(f"{src.name} {problem}, but the model takes {lo:g}..{hi:g} ({units}): convert the file to those units, "
+                        "or give the range its values span with value_range=(LO, HI) (on the command line: --value-range LO HI)")
+
+# %% ../nbs/13_inference.ipynb #b10d88e3
+def _check_inputs(cfg, srcs, n_dates: int, has_sar: bool, bands, lo: float, hi: float, explicit_range: bool) -> list[list[int]]:
+    "Check grids, bands, units and SAR of the open inputs (dates, [SAR], [mask]); the band indexes of each date."
+    ref = srcs[0]
+    for s in srcs[1:]:
+        if (s.height, s.width) != (ref.height, ref.width) or s.transform != ref.transform or s.crs != ref.crs:
+            raise DataError(f"{s.name} is not on the grid of {ref.name} (size {s.height}x{s.width} vs {ref.height}x{ref.width}, "
+                            "or a different transform/CRS): co-register the inputs first")
+    idx = [_band_indexes(s, input_bands(cfg), bands) for s in srcs[:n_dates]]
+    units = "value_range" if explicit_range else f"the {cfg.data.dataset} units of config '{cfg.name}'"
+    for s, ix in zip(srcs[:n_dates], idx): check_units(s, ix, lo, hi, units)
+    if has_sar and srcs[n_dates].count != 2:
+        raise DataError(f"{srcs[n_dates].name} has {srcs[n_dates].count} bands; SAR input needs 2 (VV, VH)")
+    return idx
+
+# %% ../nbs/13_inference.ipynb #68782cca
+def _output_profile(ref, count: int, dtype: str) -> dict:
+    "The GeoTIFF profile of the output: the reference input's, with the model's band count and `dtype`."
+    profile = dict(ref.profile)
+    profile.update(count=count, dtype=dtype, driver="GTiff", compress="deflate", tiled=True, blockxsize=256, blockysize=256,
+                   BIGTIFF="IF_SAFER")
+    if ref.height < 256 or ref.width < 256: profile.update(tiled=False); profile.pop("blockxsize"); profile.pop("blockysize")
+    return profile
+
 # %% ../nbs/13_inference.ipynb #4552fd19
 def _cell_noise(shape_lead: tuple, y0: int, x0: int, h: int, w: int, seed: int, cell: int = 256) -> torch.Tensor:
     "Standard normal noise for scene pixels [y0:y0+h, x0:x0+w], the same wherever it is asked for."
@@ -142,7 +187,23 @@ def _cell_noise(shape_lead: tuple, y0: int, x0: int, h: int, w: int, seed: int, 
             out[..., ya - y0:yb - y0, xa - x0:xb - x0] = block[..., ya - cy * cell:yb - cy * cell, xa - cx * cell:xb - cx * cell]
     return out
 
+# %% ../nbs/13_inference.ipynb #7b9e48f5
+def _file_values(phys: np.ndarray, dtype: str, valid: np.ndarray, nodata, clear: np.ndarray | None = None,
+                 observed: np.ndarray | None = None) -> np.ndarray:
+    "Physical `[C, h, w]` predictions to the values written: `observed` where `clear`, the dtype's range, nodata kept."
+    if clear is not None: phys = np.where(clear[None], observed, phys)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        info = np.iinfo(np.dtype(dtype))
+        phys = np.clip(np.rint(phys), info.min, info.max)
+    return phys if nodata is None else np.where(valid[None], phys, nodata)
 
+
+def _descriptions(ref, bands: list[int], count: int) -> list[tuple[int, str]]:
+    "(output band, description) for the first `count` bands read from `ref` (1-based `bands`) that have one."
+    d = ref.descriptions or ()
+    return [(i, d[b - 1]) for i, b in enumerate(bands[:count], start=1) if b - 1 < len(d) and d[b - 1]]
+
+# %% ../nbs/13_inference.ipynb #0c942314
 def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, mask=None, bands=None,
                   tile: int = 256, overlap: int = 64, batch_size: int = 4, max_pixels: int = 4096 * 4096,
                   value_range=None, keep_clear: bool = False, out_dtype: str | None = None, steps: int | None = None,
@@ -159,23 +220,12 @@ def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, ma
     dev = torch.device(device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(dev).eval()
     (lo, hi), clip = _range(cfg, value_range)
-    wanted = input_bands(cfg)
     srcs = _open_all(dates + ([sar] if sar is not None else []) + ([mask] if mask is not None else []))
     try:
         ref = srcs[0]
-        for s in srcs[1:]:
-            if (s.height, s.width) != (ref.height, ref.width) or s.transform != ref.transform or s.crs != ref.crs:
-                raise DataError(f"{s.name} is not on the grid of {ref.name} (size {s.height}x{s.width} vs {ref.height}x{ref.width}, "
-                                "or a different transform/CRS): co-register the inputs first")
-        idx = [_band_indexes(s, wanted, bands) for s in srcs[:len(dates)]]
-        if sar is not None and srcs[len(dates)].count != 2:
-            raise DataError(f"{srcs[len(dates)].name} has {srcs[len(dates)].count} bands; SAR input needs 2 (VV, VH)")
+        idx = _check_inputs(cfg, srcs, len(dates), sar is not None, bands, lo, hi, value_range is not None)
         H, W, nodata = ref.height, ref.width, ref.nodata
         dtype = out_dtype or ref.dtypes[0]
-        profile = dict(ref.profile)
-        profile.update(count=cfg.network.out_channels, dtype=dtype, driver="GTiff", compress="deflate", tiled=True,
-                       blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
-        if H < 256 or W < 256: profile.update(tiled=False); profile.pop("blockxsize"); profile.pop("blockysize")
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         part = out.with_name(f".{out.name}.part")
@@ -188,11 +238,8 @@ def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, ma
         n_tiles = sum(len(tile_starts(min(h + 2 * halo, H), tile, overlap)) * len(tile_starts(min(w + 2 * halo, W), tile, overlap))
                       for _, _, h, w in cores)
         bar = tqdm(total=n_tiles * (len(sigmas) - 1), desc="remove-clouds (tiles x steps)", disable=not progress)
-        with rasterio.open(part, "w", **profile) as dst:
-            out_bands = input_bands(cfg)[:cfg.network.out_channels]
-            for i, name in enumerate(out_bands, start=1):
-                if ref.descriptions and len(ref.descriptions) >= i and ref.descriptions[idx[0][i - 1] - 1]:
-                    dst.set_band_description(i, ref.descriptions[idx[0][i - 1] - 1])
+        with rasterio.open(part, "w", **_output_profile(ref, cfg.network.out_channels, dtype)) as dst:
+            for i, d in _descriptions(ref, idx[0], cfg.network.out_channels): dst.set_band_description(i, d)
             for cy, cx, ch, cw in cores:
                 y0, x0 = max(cy - halo, 0), max(cx - halo, 0)
                 y1, x1 = min(cy + ch + halo, H), min(cx + cw + halo, W)
@@ -210,14 +257,8 @@ def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, ma
                                        None if cond is None else cond[None].to(dev), noise=noise[None].to(dev),
                                        generator=torch.Generator().manual_seed(seed + 7919 * (cy * W + cx)), **_sampler(cfg, sampler_options))
                 phys = from_model_space(pred[0].double().cpu().numpy(), lo, hi)
-                if keep_clear and mask is not None:
-                    m = srcs[-1].read(1, window=win) != 0
-                    obs = raw[0, :phys.shape[0]]
-                    phys = np.where(m[None], phys, obs)
-                if np.issubdtype(np.dtype(dtype), np.integer):
-                    info = np.iinfo(np.dtype(dtype))
-                    phys = np.clip(np.rint(phys), info.min, info.max)
-                if nodata is not None: phys = np.where(valid[None], phys, nodata)
+                clear = srcs[-1].read(1, window=win) == 0 if keep_clear and mask is not None else None
+                phys = _file_values(phys, dtype, valid, nodata, clear, raw[0, :phys.shape[0]])
                 ry, rx = cy - y0, cx - x0
                 dst.write(phys[:, ry:ry + ch, rx:rx + cw].astype(dtype), window=Window(cx, cy, cw, ch))
         bar.close()
@@ -227,6 +268,7 @@ def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, ma
         for s in srcs: s.close()
 
 
+# %% ../nbs/13_inference.ipynb #655e584e
 def _sampler(cfg, overrides):
     s = cfg.sampler
     opts = dict(solver=s.solver, s_churn=s.s_churn, s_tmin=s.s_tmin, s_tmax=s.s_tmax, s_noise=s.s_noise, gamma_max=s.gamma_max)
