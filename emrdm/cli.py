@@ -173,7 +173,7 @@ emrdm train --checkpoint cuhk.ckpt --data /data/CUHK-CR2 --dataset cuhk-cr2 --se
     tr.add_argument("--val-every", type=int, default=None, help="validate every N steps (default: every "
                     "train.val_every_n_epochs epochs)")
     tr.add_argument("--val-batches", type=int, default=2, help="validation batches sampled and scored")
-    tr.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    tr.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (needs pip install 'emrdm[tensorboard]')")
     tr.add_argument("--checkpoint-every", type=int, default=None, help="also keep a checkpoint every N steps "
                     "(default: only last.ckpt)")
 
@@ -331,6 +331,6 @@ def main(argv=None) -> int:
     from emrdm.model import ConfigError
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError, ModuleNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

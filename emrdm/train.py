@@ -258,9 +258,12 @@ def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int 
         checkpoint_every_n_steps: int | None = None, callbacks=(), max_time: str | None = None, crop: int | None = None,
         verbose: bool = False, **task_kwargs) -> EMRDMTask:
     "Train (or `resume`, or fine-tune from `init` weights) a model; checkpoints and logs go to `out_dir`. Returns the task."
+    import importlib.util
     import inspect
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    if tensorboard and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        raise ModuleNotFoundError("tensorboard=True (emrdm train --tensorboard) needs TensorBoard: pip install 'emrdm[tensorboard]'")
     cfg = config if isinstance(config, Config) else load_config(config)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed if seed is None else seed, workers=True, verbose=False)

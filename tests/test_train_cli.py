@@ -83,3 +83,15 @@ def test_crash_leaves_a_resumable_checkpoint(data, tmp_path):
     assert ckpt.is_file()
     task = fit(cfg, data / "mtc", tmp_path / "r", max_steps=5, resume=ckpt, progress=False)
     assert task.trainer.global_step == 5 and task.ema.num_updates == 5
+
+
+@pytest.mark.skipif(any(__import__("importlib").util.find_spec(m) for m in ("tensorboard", "tensorboardX")),
+                    reason="TensorBoard is installed here")
+def test_tensorboard_without_the_extra_says_which(data, tmp_path):
+    "--tensorboard without TensorBoard: one line naming the extra, before any data is read or any run folder made."
+    out = run("train", "--config", "tiny-sen2mtc", "--data", data / "mtc", "--max-steps", 1, "--out", tmp_path / "run",
+              "--tensorboard")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == ["error: tensorboard=True (emrdm train --tensorboard) needs TensorBoard: "
+                                               "pip install 'emrdm[tensorboard]'"], out.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
