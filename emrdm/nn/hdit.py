@@ -184,6 +184,9 @@ class TransformerLayer(nn.Module):
 
 class Level(nn.ModuleList):
     "The layers of one resolution, applied in order."
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__(layers)
+
     def forward(self, x: Tensor, pos: Tensor, cond: Tensor) -> Tensor:
         for layer in self: x = layer(x, pos, cond)
         return x
