@@ -298,7 +298,10 @@ def build_network(cfg: NetworkConfig, attn_backend: str = "auto", na_backend: st
 
 class EMRDM(nn.Module):
     "The EMRDM model of a configuration: `.net`, the schedule and preconditioning, and `denoise`, `loss`, `sample`."
-    def __init__(self, config: Config, attn_backend: str = "auto", na_backend: str = "auto"):
+    def __init__(self,
+                 config: Config,              # the configuration (see `load_config`); validated here
+                 attn_backend: str = "auto",  # global attention: "auto", "sdpa" or "flash"
+                 na_backend: str = "auto"):   # neighbourhood attention: "auto", "torch" or "natten"
         super().__init__()
         self.config = validate_config(config)
         self.net = build_network(config.network, attn_backend, na_backend)
@@ -308,8 +311,10 @@ class EMRDM(nn.Module):
         self.sigma_dist = LogNormalSigma(d.p_mean, d.p_std)
 
     @classmethod
-    def from_config(cls, config: Config | str | Path | dict, **kwargs) -> "EMRDM":
-        "Build from a `Config`, a packaged name, a YAML path or a dictionary; kwargs pick attention backends."
+    def from_config(cls,
+                    config: Config | str | Path | dict,  # a `Config`, a packaged name ("cuhk"), a YAML path or a dict
+                    **kwargs) -> "EMRDM":
+        "Build from a `Config`, a packaged name, a YAML path or a dictionary; `kwargs` (the backends) go to `EMRDM`."
         return cls(config if isinstance(config, Config) else load_config(config), **kwargs)
 
     @property
@@ -334,7 +339,11 @@ class EMRDM(nn.Module):
         if not torch.isfinite(t).all():
             raise ValueError(f"`{name}` contains NaN or infinite values (nodata?): fill or mask them first")
 
-    def denoise(self, x: Tensor, sigma, cond: Tensor | None = None) -> Tensor:
+    def denoise(self,
+                x: Tensor,                   # noisy state `[B, C, H, W]` (`[B, T, C, H, W]`: one per date)
+                sigma,                       # noise level: a number or `[B]`
+                cond: Tensor | None = None,  # condition channels, laid out as `x`
+               ) -> Tensor:
         "D(x, sigma): the estimate `[B, C, H, W]` of the clear image from the noisy state (one or several dates)."
         self._check("x", x, self.config.network.out_channels)
         self._check("cond", cond, self.cond_channels or None, x)
@@ -342,23 +351,38 @@ class EMRDM(nn.Module):
 
     forward = denoise
 
-    def loss(self, x0: Tensor, mu: Tensor, cond: Tensor | None = None, sigma=None, noise: Tensor | None = None,
-             generator: torch.Generator | None = None) -> Tensor:
+    def loss(self,
+             x0: Tensor,                                # clear image `[B, C, H, W]`
+             mu: Tensor,                                # cloudy image `[B, C, H, W]` (`[B, T, C, H, W]`: several dates)
+             cond: Tensor | None = None,                # condition channels, laid out as `mu`
+             sigma=None,                                # noise level, a number or `[B]`; drawn if None
+             noise: Tensor | None = None,               # Gaussian noise shaped like `mu`; drawn if None
+             generator: torch.Generator | None = None,  # the source of the drawn sigma and noise
+            ) -> Tensor:
         "Per-sample training loss `[B]` (sigma drawn from the config's log-normal unless given)."
         out = self.config.network.out_channels
         self._check("x0", x0, out); self._check("mu", mu, out, x0); self._check("cond", cond, self.cond_channels or None, x0)
         return residual_loss(self.net, x0, mu, cond, schedule=self.schedule, precond=self.precond, sigma=sigma,
                              sigma_dist=self.sigma_dist, noise=noise, generator=generator)
 
-    def sigmas(self, steps: int | None = None, device=None, dtype=torch.float32) -> Tensor:
+    def sigmas(self,
+               steps: int | None = None,  # number of levels; the config's `sampler.steps` if None
+               device=None, dtype=torch.float32) -> Tensor:
         "The sampling grid of the config (or with `steps` levels)."
         s = self.config.sampler
         return karras_sigmas(steps or s.steps, s.sigma_min, s.sigma_max, s.rho, device=device, dtype=dtype)
 
     @torch.no_grad()
-    def sample(self, mu: Tensor, cond: Tensor | None = None, steps: int | None = None, noise: Tensor | None = None,
-               generator=None, return_trajectory: bool = False, progress: bool = False, **sampler_options):
-        "The clear image `[B, C, H, W]` from the cloudy `mu`; solver, steps and churn default to the config's."
+    def sample(self,
+               mu: Tensor,                        # cloudy image `[B, C, H, W]` (`[B, T, C, H, W]`: several dates)
+               cond: Tensor | None = None,        # condition channels, laid out as `mu`
+               steps: int | None = None,          # sampler steps; the config's if None
+               noise: Tensor | None = None,       # the initial Gaussian noise, shaped like `mu`; drawn if None
+               generator: torch.Generator | list[torch.Generator] | None = None,  # or one per sample
+               return_trajectory: bool = False,   # return every state and estimate (a `Trajectory`), not just the result
+               progress: bool = False,            # a progress bar over the steps
+               **sampler_options):
+        "The clear image `[B, C, H, W]` from the cloudy `mu`; `sampler_options` override the config's `sampler` section."
         return self._sample(self.net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options)
 
     def _sample(self, net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options):
@@ -376,8 +400,14 @@ class EMRDM(nn.Module):
                                generator=generator, return_trajectory=return_trajectory, progress=progress, **options)
 
     @torch.no_grad()
-    def temporal_attention(self, mu: Tensor, cond: Tensor | None = None, steps: int | None = None,
-                           noise: Tensor | None = None, generator=None, **sampler_options) -> tuple[Tensor, Tensor]:
+    def temporal_attention(self,
+                           mu: Tensor,                   # cloudy dates `[B, T, C, H, W]`, model space
+                           cond: Tensor | None = None,   # condition channels, laid out as `mu`
+                           steps: int | None = None,     # sampler steps; the config's if None
+                           noise: Tensor | None = None,  # the initial Gaussian noise, shaped like `mu`; drawn if None
+                           generator: torch.Generator | list[torch.Generator] | None = None,  # or one per sample
+                           **sampler_options,
+                          ) -> tuple[Tensor, Tensor]:
         """Sample as `sample` does; return `(clear, weights)`, the weights of the temporal attention over the dates at
         every network evaluation: `[evals, B, heads, T, h, w]` on the bottleneck grid, summing to 1 over `T`."""
         if not self.temporal: raise ValueError(f"{self.config.name!r} is a single-date model: it has no temporal attention")
@@ -395,18 +425,25 @@ class EMRDM(nn.Module):
                 f"{self.precond!r}, sampler {self.config.sampler.solver} x {self.config.sampler.steps})")
 
     @classmethod
-    def from_official_checkpoint(cls, path, cfg=None, ema: bool = True, **kwargs) -> "EMRDM":
-        "Load the authors' Lightning `.ckpt` (EMA weights by default); see [checkpoints](checkpoint.html)."
+    def from_official_checkpoint(cls,
+                                 path,              # the authors' Lightning `.ckpt`
+                                 cfg: Config | str | Path | dict | None = None,  # its configuration; inferred from the weights if None
+                                 ema: bool = True,  # the EMA weights (the released models), else the raw ones
+                                 **kwargs) -> "EMRDM":
+        "Load the authors' Lightning `.ckpt`; `kwargs`: `trust_pickle` and the backends; see [checkpoints](checkpoint.html)."
         from emrdm.checkpoint import load_official_checkpoint
         return load_official_checkpoint(path, cfg, ema=ema, **kwargs)
 
     def save(self, path) -> None:
-        "Save weights together with the exact configuration (our format)."
+        "Save the weights together with the exact configuration to `path` (our format)."
         from emrdm.checkpoint import save_emrdm
         save_emrdm(self, path)
 
     @classmethod
-    def load(cls, path, map_location="cpu", **kwargs) -> "EMRDM":
-        "Load a model saved with `save`."
+    def load(cls,
+             path,                  # a file written by `save`
+             map_location="cpu",    # as for `torch.load`
+             **kwargs) -> "EMRDM":
+        "Load a model saved with `save`; `kwargs` (the backends) go to `EMRDM`."
         from emrdm.checkpoint import load_emrdm
         return load_emrdm(path, map_location=map_location, **kwargs)
