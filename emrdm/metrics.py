@@ -234,13 +234,17 @@ class MetricsLog:
     "Per-image metric rows; `to_csv`, `summary()` (means over finite values, and counts), `table()`."
     def __init__(self): self.rows: list[dict] = []
 
-    def add(self, path: str, metrics: dict): self.rows.append({"path": path, **metrics})
+    def add(self, path: str, metrics: dict):
+        "Record the `metrics` ({name: value}) of the image `path`."
+        self.rows.append({"path": path, **metrics})
 
     @property
     def names(self) -> list[str]:
+        "The metric names, in the order they first appear."
         return list(dict.fromkeys(k for r in self.rows for k in r if k != "path"))
 
     def summary(self) -> dict:
+        "`images` and each metric's mean over its finite values, with its count `name (n)` when some are not finite."
         out = {"images": len(self.rows)}
         for k in self.names:
             vals = [r[k] for r in self.rows if k in r and isinstance(r[k], (int, float)) and math.isfinite(r[k])]
@@ -249,6 +253,7 @@ class MetricsLog:
         return out
 
     def to_csv(self, path) -> Path:
+        "Write one row per image (`path`, then each metric) to `path`, making its folder; return the path."
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
@@ -257,11 +262,13 @@ class MetricsLog:
         return path
 
     def summary_csv(self, path) -> Path:
+        "Write `summary()` as `metric,value` rows to `path`; return the path."
         path = Path(path)
         with open(path, "w", newline="") as f:
             w = csv.writer(f); w.writerow(["metric", "value"]); w.writerows(self.summary().items())
         return path
 
     def table(self) -> str:
+        "`summary()` as aligned plain text, one metric a line."
         s = self.summary()
         return "\n".join(f"{k:>12}  {v:.4f}" if isinstance(v, float) else f"{k:>12}  {v}" for k, v in s.items())

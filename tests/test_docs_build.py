@@ -1,5 +1,6 @@
 """The documentation builds: nbdev's doc processor (the part of `nbdev_docs` before Quarto) runs clean over every
 notebook, the pages document the methods users call, and the GitHub workflows test the project and deploy the site."""
+import importlib
 import inspect
 import json
 import os
@@ -87,6 +88,28 @@ def test_the_model_page_documents_every_public_method(processed):
     assert "EMRDM" in shown
     missing = [m for m in methods if f"EMRDM.{m}" not in shown]
     assert not missing, f"add show_doc(EMRDM.{{name}}) cells to nbs/08_model.ipynb for {missing}"
+
+
+SHOWN_METHODS = {                                                  # page: (module, the methods users call)
+    "06_hdit.ipynb": ("emrdm.nn.hdit", ["HDiT.forward", "HDiT.set_checkpointing", "HDiT.noise_embedding"]),
+    "07_temporal.ipynb": ("emrdm.nn.temporal", ["TemporalHDiT.forward"]),
+    "10_data.ipynb": ("emrdm.data.core", ["CloudRemovalDataset.files", "CloudRemovalDataset.plot", "RandomCrop.set_epoch"]),
+    "10_data_folder.ipynb": ("emrdm.data.folder", ["GeoTiffFolder.profile"]),
+    "10_data_check.ipynb": ("emrdm.data.check", ["CheckReport.table"]),
+    "11_metrics.ipynb": ("emrdm.metrics", ["LPIPS.forward", "MetricsLog.add", "MetricsLog.summary", "MetricsLog.table",
+                                           "MetricsLog.to_csv", "MetricsLog.summary_csv"]),
+}
+
+
+@pytest.mark.parametrize("nb", sorted(SHOWN_METHODS))
+def test_pages_document_the_methods_users_call(processed, nb):
+    module, methods = SHOWN_METHODS[nb]
+    missing = [m for m in methods if m not in headings(processed[1], nb)]
+    assert not missing, f"add show_doc(...) cells to nbs/{nb} for {missing}"
+    mod = importlib.import_module(module)
+    for m in methods:                                                 # its own docstring, not one inherited from torch
+        cls, name = m.split(".")
+        assert (vars(getattr(mod, cls))[name].__doc__ or "").strip(), f"{m} has no docstring"
 
 
 def test_long_signatures_document_each_parameter():

@@ -196,10 +196,12 @@ class CloudRemovalDataset(torch.utils.data.Dataset):
     cond_bands: tuple[str, ...] = ()
     file_kinds: tuple[str, ...] = ()              # what each entry of files(i) is, in order
 
-    def files(self, i: int) -> list[Path]: raise NotImplementedError
+    def files(self, i: int) -> list[Path]:
+        "The files sample `i` reads, one per entry of `file_kinds`."
+        raise NotImplementedError
     def __len__(self) -> int: raise NotImplementedError
     def plot(self, sample: dict, title: str | None = None):
-        "Picture of a sample returned by this dataset."
+        "A matplotlib figure of a sample of this dataset: the cloudy date(s), NIR and SAR where present, the target, the mask."
         return plot_sample(sample, self.bands, self.cond_bands, title=title or sample.get("path"))
     def __repr__(self):
         return f"{type(self).__name__}({len(self)} samples, bands {', '.join(self.bands)})"
@@ -210,7 +212,9 @@ class RandomCrop(torch.utils.data.Dataset):
     def __init__(self, dataset, size: int, seed: int = 0):
         self.dataset, self.size, self.seed, self.epoch = dataset, size, seed, 0
     def __len__(self): return len(self.dataset)
-    def set_epoch(self, epoch: int): self.epoch = epoch
+    def set_epoch(self, epoch: int):
+        "Draw new crop places for a new epoch (the wrapped dataset's augmentations are its own)."
+        self.epoch = epoch
     def __getattr__(self, name):                                        # bands, plot, files, ... of the wrapped dataset
         if name == "dataset": raise AttributeError(name)
         return getattr(self.dataset, name)

@@ -330,6 +330,7 @@ class HDiT(nn.Module):
         return x.movedim(-1, -3)
 
     def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+        "The network output `[B, out_channels, H, W]` for the input `x [B, in_channels, H, W]` at noise level `c_noise [B]`."
         self._check_input(x, 1)
         x = self.patch_in(x.movedim(1, -1))                                         # [B, H/p, W/p, w0]
         pos = make_axial_pos(x.shape[-3], x.shape[-2]).to(x.device)

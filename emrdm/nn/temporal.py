@@ -85,6 +85,7 @@ class TemporalHDiT(HDiT):
         self.pad_value = pad_value
 
     def forward(self, x: Tensor, c_noise: Tensor, return_attn: bool = False):
+        "`[B, out_channels, H, W]` from the dates `x [B, T, in_channels, H, W]`; with `return_attn`, also the attention `[heads, B, T, h, w]`."
         if x.ndim == 4: x = x[:, None]                                             # one date
         if x.ndim != 5: raise ValueError(f"x must be [B, T, C, H, W], got {tuple(x.shape)}")
         self._check_input(x, 2)
