@@ -74,8 +74,7 @@ def main():
     t_start = time.time()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     warnings.filterwarnings("ignore", message=".*LPIPS is reported.*")
-    for msg in (".*ckpt_path.*", ".*LeafSpec.*", ".*does not have many workers.*"):    # Lightning chatter, not ours
-        warnings.filterwarnings("ignore", message=msg)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")   # the demo loads in-process on purpose
     import rasterio
     from PIL import Image
     from rasterio.windows import Window
@@ -87,8 +86,6 @@ def main():
     from emrdm.metrics import image_metrics
     from emrdm.model import load_config
     from emrdm.train import fit
-    import logging
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)       # "GPU available: False" and tips
 
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     step(1, "real imagery: Landsat-8 scene 224/078 (2020-05-18) -> L8-CR")
