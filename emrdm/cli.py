@@ -22,6 +22,17 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         if not action.option_strings or "default" in text or no_default: return text
         return f"{text} (default: %(default)s)"
 
+# %% ../nbs/14_cli.ipynb #4d0f194d
+def _count(minimum: int = 1):
+    "argparse type of a whole number >= `minimum` (a batch size, a tile, a step count)."
+    def parse(text: str) -> int:
+        try: value = int(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"expects a whole number, got {text!r}") from None
+        if value < minimum: raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    parse.__name__ = "count" if minimum >= 1 else "number"
+    return parse
+
 # %% ../nbs/14_cli.ipynb #20d2f5d7
 def _key_value(text: str) -> str:
     "argparse type of `--set`: a `KEY=VALUE` string."

@@ -5,15 +5,20 @@
 # %% ../nbs/00_core.ipynb #424903eb
 from __future__ import annotations
 
+import contextlib
+import os
 import random
-from typing import Sequence
+import secrets
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['append_dims', 'batch_sigma', 'randn_like', 'seed_everything', 'toy_scene', 'show_jpeg']
+__all__ = ['append_dims', 'batch_sigma', 'randn_like', 'seed_everything', 'choose_device', 'toy_scene', 'show_jpeg', 'part_path',
+           'atomic_path', 'OutputError', 'check_output']
 
 # %% ../nbs/00_core.ipynb #ad30cb47
 def append_dims(x: Tensor, ndim: int) -> Tensor:
@@ -53,6 +58,26 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
+# %% ../nbs/00_core.ipynb #1a993516
+def choose_device(device: str | torch.device | None = "auto") -> torch.device:
+    "The `torch.device` for `device` ('auto', 'cpu', 'cuda', 'cuda:N', 'mps'); `ValueError` if it is not available here."
+    if isinstance(device, torch.device): device = str(device)
+    if device in (None, "auto"):
+        if not torch.cuda.is_available(): return torch.device("cpu")
+        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError): dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0: raise ValueError(f"device {device!r}: no CUDA GPU is available here; use cpu or auto")
+        if dev.index is not None and dev.index >= n: raise ValueError(f"device {device!r}: there are only {n} CUDA GPU(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here; use cpu or auto")
+    return dev
+
 # %% ../nbs/00_core.ipynb #2769284a
 def toy_scene(size: int = 96, seed: int = 0) -> tuple[Tensor, Tensor]:
     "A synthetic (clear, cloudy) RGB pair in [-1, 1], each `[1, 3, size, size]`."
@@ -79,3 +104,51 @@ def show_jpeg(fig, quality: int = 80, dpi: int | None = None):
     fig.savefig(buf, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality}, bbox_inches="tight")
     plt.close(fig)
     display(Image(buf.getvalue(), format="jpeg"))
+
+# %% ../nbs/00_core.ipynb #c961ce75
+def part_path(path) -> Path:
+    "A temp path beside `path`, unique to this process and call, with the same suffix: `.{stem}.{pid}-{token}.part{suffix}`."
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.part{path.suffix}")
+
+# %% ../nbs/00_core.ipynb #05b25ea9
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    "Yield a temp path beside `path`; on success fsync it and rename it onto `path`, on any error remove it."
+    path = Path(path)
+    part = part_path(path)
+    try:
+        yield part
+        with open(part, "rb+") as f: os.fsync(f.fileno())
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+# %% ../nbs/00_core.ipynb #b6ef42f4
+class OutputError(ValueError):
+    "An output that would overwrite an input, an existing output, or cannot be written."
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output(out, inputs: Sequence = (), overwrite: bool = False, folder: bool = False) -> Path:
+    "Refuse `out` (a file, or a `folder`) that is or holds one of `inputs`, exists without `overwrite`, or cannot be written."
+    out = Path(out)
+    real = Path(os.path.realpath(out))
+    for i in inputs:
+        src = Path(os.path.realpath(i))
+        if real == src or (folder and _inside(src, real)):
+            raise OutputError(f"{out} would overwrite the input {i}: write the output somewhere else")
+    if out.exists():
+        if out.is_dir() != folder:
+            raise OutputError(f"{out} is {'a file' if folder else 'a folder'}; the output must be {'a folder' if folder else 'a file path'}")
+        if not overwrite and not (folder and not any(out.iterdir())):
+            raise OutputError(f"{out} exists: pass overwrite=True (--overwrite) to replace it, or choose another output")
+    start = out if folder else out.parent
+    parent = next((p for p in (start, *start.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {out}: {parent} is not a writable folder")
+    return out
