@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 import emrdm
+from .core import atomic_path
 from .model import EMRDM, Config, ConfigError, config_from_dict, load_config
 
 # %% auto #0
@@ -31,18 +32,43 @@ class CheckpointError(ValueError):
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
+# %% ../nbs/09_checkpoint.ipynb #6c5237c8
+_SIGNATURES = ((b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"II+\x00", "a BigTIFF image"),
+               (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"\x89HDF", "an HDF5 file"),
+               (b"\x1f\x8b", "a gzip archive"), (b"{", "a JSON or text file"))
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    "Why `path` cannot be a `torch.save` file, judged by its first bytes; None if it may be one."
+    with open(path, "rb") as f: head = f.read(8)
+    if not head: return "is empty (0 bytes): an interrupted save or download?"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"): return None      # zip archive, or a pickle stream
+    kind = next((k for sig, k in _SIGNATURES if head.startswith(sig)), None)
+    return f"is not a PyTorch checkpoint ({kind or 'its first bytes are ' + head.hex(' ')}): pass a .ckpt or .pt file"
+
+# %% ../nbs/09_checkpoint.ipynb #e60791cd
+def _unsafe_globals(e: Exception) -> str | None:
+    "The class a weights_only load refused (torch's 'Unsupported global: GLOBAL x.y'), if that was the reason."
+    import re
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+    return m.group(1) if m else None
+
 
 def read_checkpoint(path, trust_pickle: bool = False) -> dict:
     "The dictionary in a `.ckpt`/`.pt` file, read with `weights_only=True` unless `trust_pickle`."
     path = Path(path)
-    if not path.is_file(): raise CheckpointError(f"checkpoint file {path} does not exist")
+    if not path.is_file(): raise CheckpointError(f"checkpoint file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    if (why := _not_a_checkpoint(path)) is not None: raise CheckpointError(f"{path} {why}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} holds objects that weights_only loading refuses ({_first_line(e)}). "
-                              "If you trust the file, pass trust_pickle=True.") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {_first_line(e)}") from None
+        if (cls := _unsafe_globals(e)) is None:
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt?): the pickle stream is invalid") from None
+        raise CheckpointError(f"{path} holds Python objects besides tensors ({cls}), which the safe loader refuses; only if you "
+                              "trust where the file came from, load it with emrdm.checkpoint.read_checkpoint(path, trust_pickle=True)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        why = _first_line(e).split(". ")[0] or type(e).__name__
+        raise CheckpointError(f"{path} is truncated or corrupt ({path.stat().st_size:,} bytes; {why}): save or download it again") from None
     if not isinstance(obj, dict): raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dictionary")
     return obj
 
@@ -161,9 +187,10 @@ FORMAT_VERSION = 1
 
 
 def save_emrdm(model: EMRDM, path) -> None:
-    "Save `model`'s weights with its exact configuration."
-    torch.save({"format": "emrdm", "format_version": FORMAT_VERSION, "emrdm_version": emrdm.__version__,
-                "config": model.config.to_dict(), "state_dict": model.state_dict()}, path)
+    "Save `model`'s weights with its exact configuration (atomically: a temp file beside `path`, then a rename)."
+    with atomic_path(path) as part:
+        torch.save({"format": "emrdm", "format_version": FORMAT_VERSION, "emrdm_version": emrdm.__version__,
+                    "config": model.config.to_dict(), "state_dict": model.state_dict()}, part)
 
 
 def load_emrdm(path, map_location="cpu", **model_kwargs) -> EMRDM:

@@ -29,7 +29,7 @@ from .nn.temporal import TemporalHDiT
 # %% auto #0
 __all__ = ['DATASETS', 'CONFIG_DIR', 'TemporalConfig', 'NetworkConfig', 'DiffusionConfig', 'SamplerConfig', 'DataConfig',
            'TrainConfig', 'Config', 'ConfigError', 'config_from_dict', 'expected_channels', 'validate_config',
-           'available_configs', 'load_config', 'build_network', 'EMRDM']
+           'check_numbers', 'check_size', 'available_configs', 'load_config', 'build_network', 'EMRDM']
 
 # %% ../nbs/08_model.ipynb #2a7f5cb3
 @dataclass
@@ -207,6 +207,7 @@ def validate_config(cfg: Config) -> Config:
     if s.solver not in ("euler", "heun"): raise ConfigError(f"sampler.solver must be 'euler' or 'heun', got {s.solver!r}")
     if not (isinstance(s.steps, int) and s.steps >= 1): raise ConfigError(f"sampler.steps must be a positive integer, got {s.steps}")
     if not 0 < s.sigma_min <= s.sigma_max: raise ConfigError("need 0 < sampler.sigma_min <= sampler.sigma_max")
+    check_numbers(cfg)
     if data.dataset is not None and data.dataset not in DATASETS:
         close = difflib.get_close_matches(data.dataset, DATASETS, n=1)
         raise ConfigError(f"unknown data.dataset '{data.dataset}'" + (f" (did you mean '{close[0]}'?)" if close else f"; known: {DATASETS}"))
@@ -222,6 +223,59 @@ def validate_config(cfg: Config) -> Config:
             raise ConfigError(f"network.in_channels is {n.in_channels} but the noisy state ({out}) plus the condition ({cond}) "
                               f"of {data.dataset} make {out + cond}")
     return cfg
+
+# %% ../nbs/08_model.ipynb #9a60f41f
+_RULES = {   # key: (test, what the value must be)
+    "sampler.rho": (lambda v: v > 0, "> 0"), "sampler.s_noise": (lambda v: v >= 0, ">= 0"),
+    "sampler.s_tmin": (lambda v: v >= 0, ">= 0"), "sampler.gamma_max": (lambda v: v is None or v >= 0, ">= 0 or null"),
+    "train.lr": (lambda v: v > 0, "> 0"), "train.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "train.ema_decay": (lambda v: 0 <= v <= 1, "in [0, 1]"), "train.batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.max_epochs": (lambda v: v >= 1, ">= 1"), "train.val_every_n_epochs": (lambda v: v >= 1, ">= 1"),
+    "network.mapping_depth": (lambda v: v >= 1, ">= 1"), "network.mapping_dropout_rate": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+_MAY_BE_INFINITE = ("sampler.s_tmax",)
+
+
+def _numbers(obj, where: str = ""):
+    "(dotted key, value) of every float in a config dataclass, lists included."
+    for f in dataclasses.fields(obj):
+        v, key = getattr(obj, f.name), f"{where}{f.name}"
+        if dataclasses.is_dataclass(v): yield from _numbers(v, key + ".")
+        elif isinstance(v, float): yield key, v
+        elif isinstance(v, (list, tuple)): yield from ((f"{key}[{i}]", x) for i, x in enumerate(v) if isinstance(x, float))
+
+
+def check_numbers(cfg: Config) -> None:
+    "Raise `ConfigError` for a NaN or infinite value (but `sampler.s_tmax`) or a value outside its key's range."
+    for key, v in _numbers(cfg):
+        if math.isnan(v) or (math.isinf(v) and key not in _MAY_BE_INFINITE): raise ConfigError(f"'{key}' must be finite, got {v}")
+    for key, (ok, what) in _RULES.items():
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        if not ok(v): raise ConfigError(f"'{key}' must be {what}, got {v}")
+
+# %% ../nbs/08_model.ipynb #212baa96
+def check_size(obj, what: str, limit: int = 100_000) -> None:
+    "Raise `ConfigError` if walking `obj` (aliases expanded) meets more than `limit` values."
+    stack, seen = [obj], 0
+    while stack:
+        x = stack.pop()
+        seen += 1
+        if seen > limit: raise ConfigError(f"{what} expands to more than {limit:,} values (nested YAML aliases?): refused")
+        if isinstance(x, dict): stack.extend(x.values())
+        elif isinstance(x, (list, tuple)): stack.extend(x)
+
+
+def _read_yaml(path: Path):
+    "The YAML document in `path`; `ConfigError` naming the line for a syntax error, or for a document too large to walk."
+    try: d = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError: raise ConfigError(f"{path} is not a text file") from None
+    check_size(d, str(path))
+    return d or {}
 
 # %% ../nbs/08_model.ipynb #16942d91
 CONFIG_DIR = Path(str(importlib.resources.files("emrdm"))) / "configs"   # packaged YAML files
@@ -255,7 +309,7 @@ def _merge(base: dict, over: dict) -> dict:
 def _raw(name_or_path: str, seen=()) -> dict:
     path = _find(name_or_path)
     if path in seen: raise ConfigError(f"config {path} is its own base")
-    d = yaml.safe_load(path.read_text()) or {}
+    d = _read_yaml(path)
     if not isinstance(d, dict): raise ConfigError(f"{path} must hold a mapping")
     base = d.pop("base", None)
     if base is None: return d
@@ -280,6 +334,7 @@ def load_config(name_or_path: str | Path | Config | dict, overrides: dict | None
     elif isinstance(name_or_path, dict): d = name_or_path
     else: d = _raw(str(name_or_path))
     extra = _merge(_dotted(overrides or {}), _dotted(dotted))
+    check_size(extra, "the overrides")
     return config_from_dict(_merge(d, extra))
 
 # %% ../nbs/08_model.ipynb #6f41c740
