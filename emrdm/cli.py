@@ -44,7 +44,12 @@ def _key_value(text: str) -> str:
 def _overrides(pairs) -> dict:
     "`--set` pairs (values parsed as YAML: numbers, lists, null) to a dotted-override dict."
     import yaml
-    return {key.strip(): yaml.safe_load(value) for key, value in (p.split("=", 1) for p in pairs or [])}
+    out = {}
+    for key, value in (p.split("=", 1) for p in pairs or []):
+        try: out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError: raise ValueError(f"--set {key.strip()}: {value!r} is not a valid YAML value "
+                                                "(quote strings with brackets or colons)") from None
+    return out
 
 # %% ../nbs/14_cli.ipynb #407f6473
 def _add_model_options(p, out_help: str, out_required: bool = False, weights: str = "the model's weights"):
@@ -330,8 +335,21 @@ emrdm data build-l8cr data/L8-CR""")
     return p
 
 # %% ../nbs/14_cli.ipynb #b1a38adc
+def _terminated(signum, frame):
+    "SIGTERM handler: unwind like Ctrl-C does (temp files removed by their `finally`), then exit 143."
+    raise SystemExit(128 + signum)
+
+
+def _quiet_stdout() -> None:
+    "After a broken pipe: point stdout at /dev/null, so the interpreter's final flush does not fail again."
+    import os
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv=None) -> int:
     "Entry point of the `emrdm` console script: known mistakes become one line on stderr and exit status 2."
+    import signal
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -340,8 +358,16 @@ def main(argv=None) -> int:
     from emrdm.checkpoint import CheckpointError
     from emrdm.data.core import DataError
     from emrdm.model import ConfigError
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        _quiet_stdout(); return 141
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, ModuleNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(f"error: {e}", file=sys.stderr); return 2
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr); return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr); return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
