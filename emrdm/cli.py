@@ -276,8 +276,9 @@ def _cmd_data_check(args) -> int:
     options = {}
     if args.rgb_only: options["use_nir"] = False
     if args.leaky_split: options["leaky_split"] = True
+    from emrdm.data.check import size_multiple
     report = check_dataset(args.dataset, args.path, nir_root=args.nir, splits=args.split, max_samples=args.max_samples,
-                           progress=not args.quiet, **options)
+                           progress=not args.quiet, multiple=size_multiple(args.config) if args.config else None, **options)
     print(report.table())
     return 0 if report.ok else 1
 
@@ -292,7 +293,9 @@ emrdm data check --dataset cuhk-cr1 /data/CUHK-CR1 --nir /data/nir/CUHK-CR1""", 
     chk.add_argument("--rgb-only", action="store_true", help="CUHK-CR: check without the NIR tree")
     chk.add_argument("--leaky-split", action="store_true", help="SEN12MS-CR: the authors' substring ROI membership")
     chk.add_argument("--split", nargs="+", default=None, help="only these splits (default: all)")
-    chk.add_argument("--max-samples", type=int, default=None, help="check at most this many samples per split (default: all)")
+    chk.add_argument("--config", default=None, help="check image sizes against this configuration's network (default: the "
+                     "dataset's released network)")
+    chk.add_argument("--max-samples", type=_count(), default=None, help="check at most this many samples per split (default: all)")
     chk.add_argument("--quiet", action="store_true", help="no progress bar")
 
 # %% ../nbs/14_cli.ipynb #9e5a5f54

@@ -18,7 +18,7 @@ from .sen12mscr import SEN12MSCR
 from .sen2mtc import Sen2MTC
 
 # %% auto #0
-__all__ = ['SPLITS', 'open_dataset', 'file_info', 'CheckReport', 'check_dataset']
+__all__ = ['SPLITS', 'open_dataset', 'file_info', 'size_multiple', 'default_multiple', 'CheckReport', 'check_dataset']
 
 # %% ../../nbs/10_data_check.ipynb #c04488a8
 SPLITS = {"cuhk-cr1": ("train", "test"), "cuhk-cr2": ("train", "test"), "l8cr": ("train", "test"),
@@ -36,26 +36,59 @@ def open_dataset(name: str, root, split: str = "train", nir_root=None, **options
     return GeoTiffFolder(root, **options)
 
 # %% ../../nbs/10_data_check.ipynb #b33439a9
+def _strips(height: int, width: int, bands: int, budget: int = 2**26) -> list[tuple[int, int]]:
+    "(row, rows) strips of a raster whose float64 copy stays under `budget` bytes each."
+    rows = max(1, min(height, budget // max(1, 8 * width * bands)))
+    return [(r, min(rows, height - r)) for r in range(0, height, rows)]
+
+
+def _raster_info(path: Path) -> dict:
+    "`file_info` of a GeoTIFF, read in strips: memory stays bounded whatever the raster's size."
+    import rasterio
+    import warnings
+    from rasterio.windows import Window
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path) as src:
+            lo, hi, nan = np.inf, -np.inf, 0
+            for row, rows in _strips(src.height, src.width, src.count):
+                a = src.read(window=Window(0, row, src.width, rows)).astype(np.float64)
+                bad = np.isnan(a)
+                nan += int(bad.sum())
+                if not bad.all(): lo, hi = min(lo, float(np.nanmin(a))), max(hi, float(np.nanmax(a)))
+            return {"dtype": src.dtypes[0], "bands": src.count, "size": (src.height, src.width), "nan": nan,
+                    "min": lo if np.isfinite(lo) else float("nan"), "max": hi if np.isfinite(hi) else float("nan")}
+
+
 def file_info(path) -> dict:
     "Native dtype, bands, height, width, min, max and NaN count of an image or raster file."
     path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import rasterio
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with rasterio.open(path) as src: arr, dtype = src.read(), src.dtypes[0]
-    else:
-        from PIL import Image
-        with Image.open(path) as img: arr = np.asarray(img)
-        dtype = str(arr.dtype)
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    if path.suffix.lower() in (".tif", ".tiff"): return _raster_info(path)
+    from PIL import Image
+    with Image.open(path) as img: arr = np.asarray(img)
+    dtype = str(arr.dtype)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     a = arr.astype(np.float64)
     nan = int(np.isnan(a).sum())
     return {"dtype": dtype, "bands": arr.shape[0], "size": (arr.shape[1], arr.shape[2]), "nan": nan,
             "min": float(np.nanmin(a)) if nan < a.size else float("nan"), "max": float(np.nanmax(a)) if nan < a.size else float("nan")}
 
+# %% ../../nbs/10_data_check.ipynb #c84a72c7
+def size_multiple(config=None) -> int:
+    "What height and width must be multiples of for the network of `config` (a name, `Config` or None: the released ones)."
+    from emrdm.model import load_config
+    net = load_config(config if config is not None else "cuhk").network
+    return net.patch_size[0] * 2 ** (len(net.widths) - 1)
 
+
+_RELEASED_CONFIG = {"cuhk-cr1": "cuhk", "cuhk-cr2": "cuhkv2", "sen12mscr": "sen12mscr", "sen2mtc": "sen2mtc"}
+
+
+def default_multiple(name: str) -> int:
+    "The size multiple `data check` holds dataset `name` to: that of its released network (CUHK-CR's for the others)."
+    return size_multiple(_RELEASED_CONFIG.get(name))
+
+# %% ../../nbs/10_data_check.ipynb #7627e99a
 @dataclass
 class CheckReport:
     "What `check_dataset` found: per split and file kind, and the problems."
@@ -86,11 +119,23 @@ class CheckReport:
         else: out.append("no problems found")
         return "\n".join(out)
 
+# %% ../../nbs/10_data_check.ipynb #7507ce42
+def _check_sample(ds, i: int, multiple: int) -> str | None:
+    "The problem loading sample `i` as training would, or with a size the networks cannot take; None if it is fine."
+    try: sample = ds[i]
+    except DataError as e: return str(e)
+    except Exception as e: return f"{ds.files(i)[0]}: {type(e).__name__}: {e}"
+    h, w = sample["mu"].shape[-2:]
+    if h % multiple or w % multiple:
+        return (f"{ds.files(i)[0]}: size {h}x{w} is not a multiple of {multiple} (patch size x 2^(levels-1) of the network): "
+                "train and test would refuse it")
+    return None
+
 
 def check_dataset(name: str, root, nir_root=None, splits=None, max_samples: int | None = None, progress: bool = True,
-                  **options) -> CheckReport:
-    "Read every file of every split of dataset `name` at `root`; return a `CheckReport`."
-    report = CheckReport(name, str(root))
+                  multiple: int | None = None, **options) -> CheckReport:
+    "Read every file of every split of dataset `name` at `root`; sizes must be multiples of `multiple` (default: `default_multiple(name)`)."
+    report, multiple = CheckReport(name, str(root)), multiple or default_multiple(name)
     for split in splits or SPLITS.get(name, ("train",)):
         try:
             ds = open_dataset(name, root, split, nir_root=nir_root, **options)
@@ -112,7 +157,5 @@ def check_dataset(name: str, root, nir_root=None, splits=None, max_samples: int 
                 k["min"], k["max"] = min(k["min"], info["min"]), max(k["max"], info["max"])
                 k["nan"] += info["nan"]
             if unreadable: continue                                     # already reported
-            try: ds[i]
-            except DataError as e: report.problems.append(str(e))
-            except Exception as e: report.problems.append(f"{ds.files(i)[0]}: {type(e).__name__}: {e}")
+            if (problem := _check_sample(ds, i, multiple)) is not None: report.problems.append(problem)
     return report

@@ -24,7 +24,12 @@ def _listing(folder: Path) -> dict[str, Path]:
     "stem -> file for the image files of a folder, sorted by name."
     if not folder.is_dir(): raise DataError(f"missing folder: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return {p.name.split(".")[0]: p for p in files}
+    out = {}
+    for p in files:
+        stem = p.name.split(".")[0]
+        if stem in out: raise DataError(f"{folder}: {out[stem].name} and {p.name} are both image {stem!r}: keep one of them")
+        out[stem] = p
+    return out
 
 
 def _pairs(label: dict, cloud: dict, what: str) -> None:
