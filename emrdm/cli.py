@@ -203,7 +203,7 @@ def _cmd_eval(args, command) -> int:
     ds = make_dataset(cfg, args.data, args.split, args.nir, args.dataset)
     out = _run_dir(args, command)
     kw = dict(batch_size=args.batch_size, device=args.device, seed=args.seed, steps=args.steps, mode=args.metric_mode,
-              progress=not args.quiet)
+              progress=not args.quiet, overwrite=args.overwrite)
     log = (evaluate if command == "test" else predict)(model, ds, out, **kw)
     if log is not None: print(log.table())
     print(f"results in {out}")
@@ -217,13 +217,15 @@ def _add_eval(sub, command: str):
 emrdm {command} --config cuhk --checkpoint cuhk.ckpt --data /data/CUHK-CR1 --nir /data/nir/CUHK-CR1 -o {'eval' if test else 'preds'}/cuhk
 emrdm {command} --checkpoint runs/s2/checkpoints/last.ckpt --data /data/SEN12MS-CR --steps 8 --set sampler.s_churn=0""",
                  lambda a: _cmd_eval(a, command))
-    _add_model_options(c, f"output folder (default: runs/{command}-<config>-<time>)")
+    _add_model_options(c, f"output folder (default: runs/{command}-<config>-<time>); never one that holds the data")
     _add_data_options(c)
     _add_run_options(c, "seed of the sampler's noise; image i's noise depends on it and i only")
     c.set_defaults(seed=0)
     c.add_argument("--split", default="test", help="the dataset split")
-    c.add_argument("--batch-size", type=int, default=1, help="images sampled at once")
-    c.add_argument("--steps", type=int, default=None, help="sampler steps (default: the config's sampler.steps)")
+    c.add_argument("--batch-size", type=_count(), default=1, help="images sampled at once")
+    c.add_argument("--steps", type=_count(), default=None, help="sampler steps (default: the config's sampler.steps)")
+    c.add_argument("--overwrite", action="store_true", help="write into an output folder that is not empty (its files "
+                   "of the same names are replaced)")
     c.add_argument("--metric-mode", default="parity", choices=["parity", "standard"],
                    help="parity: the authors' metric code; standard: the textbook definitions")
     c.add_argument("--distributed", action="store_true",
@@ -238,7 +240,7 @@ def _cmd_remove_clouds(args) -> int:
                         bands=bands, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                         max_pixels=args.max_pixels, value_range=args.value_range, keep_clear=args.keep_clear,
                         out_dtype="float32" if args.float32 else None, steps=args.steps, seed=args.seed, device=args.device,
-                        progress=not args.quiet)
+                        progress=not args.quiet, overwrite=args.overwrite, max_work=args.max_work)
     print(f"written {out}")
     return 0
 
@@ -246,10 +248,11 @@ def _cmd_remove_clouds(args) -> int:
 def _add_remove_clouds(sub):
     rc = _command(sub, "remove-clouds", "remove clouds from a GeoTIFF scene of any size (tiled, georeferenced)", """
 emrdm remove-clouds scene.tif --checkpoint model.ckpt -o clear.tif
-emrdm remove-clouds d0.tif --dates d1.tif d2.tif --config sen2mtc --checkpoint sen2mtc.ckpt --value-range 0 10000 -o clear.tif""",
+emrdm remove-clouds d0.tif --dates d1.tif d2.tif --config sen2mtc --checkpoint sen2mtc.ckpt --value-range 0 10000 -o clear.tif
+emrdm remove-clouds big.tif --checkpoint model.ckpt -o clear.tif --max-work 0          # no limit on the job's size""",
                   _cmd_remove_clouds)
     rc.add_argument("scene", help="the cloudy GeoTIFF (the first date of a temporal model)")
-    _add_model_options(rc, "output GeoTIFF", out_required=True)
+    _add_model_options(rc, "output GeoTIFF (never one of the inputs)", out_required=True)
     _add_run_options(rc, "seed of the noise, which is fixed by scene position so blocks agree")
     rc.set_defaults(seed=0)
     rc.add_argument("--dates", nargs="+", default=[], help="further co-registered dates of a temporal model, after the scene "
@@ -260,19 +263,22 @@ emrdm remove-clouds d0.tif --dates d1.tif d2.tif --config sen2mtc --checkpoint s
     rc.add_argument("--mask", default=None, help="cloud mask GeoTIFF, non-zero = cloud, for --keep-clear (default: none)")
     rc.add_argument("--bands", default=None, help="comma-separated band indexes (1-based) or descriptions, in the model's "
                     "order (default: all bands, in file order)")
-    rc.add_argument("--tile", type=int, default=256, help="tile size the network sees")
-    rc.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles, blended")
-    rc.add_argument("--batch-size", type=int, default=4, help="tiles denoised at once")
-    rc.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger scenes are processed in blocks of this size")
-    rc.add_argument("--keep-clear", action="store_true", help="keep the observed values where --mask is clear")
+    rc.add_argument("--tile", type=_count(), default=256, help="tile size the network sees")
+    rc.add_argument("--overlap", type=_count(0), default=64, help="pixels shared by neighbouring tiles, blended (less than --tile)")
+    rc.add_argument("--batch-size", type=_count(), default=4, help="tiles denoised at once")
+    rc.add_argument("--max-pixels", type=_count(), default=4096 * 4096, help="larger scenes are processed in blocks of this size")
+    rc.add_argument("--max-work", type=_count(0), default=100_000, help="refuse a scene above this many tile-steps (tiles x "
+                    "sampler steps; the refusal says how many it needs), 0 for no limit")
+    rc.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    rc.add_argument("--keep-clear", action="store_true", help="keep the observed values where --mask is clear (needs --mask)")
     rc.add_argument("--float32", action="store_true", help="write float32 rather than the input's dtype")
-    rc.add_argument("--steps", type=int, default=None, help="sampler steps (default: the config's sampler.steps)")
+    rc.add_argument("--steps", type=_count(), default=None, help="sampler steps (default: the config's sampler.steps)")
 
 # %% ../nbs/14_cli.ipynb #c12c628e
 def _cmd_data_check(args) -> int:
-    from emrdm.data.check import SPLITS, check_dataset
-    if args.dataset not in SPLITS:
-        print(f"error: unknown dataset {args.dataset!r}; known: {', '.join(SPLITS)}", file=sys.stderr); return 2
+    from emrdm.data.check import check_dataset
+    from emrdm.data.registry import dataset_class
+    dataset_class(args.dataset)                                 # an unknown name: one line, exit 2
     options = {}
     if args.rgb_only: options["use_nir"] = False
     if args.leaky_split: options["leaky_split"] = True
@@ -288,7 +294,7 @@ def _add_data_check(sub):
 emrdm data check --dataset sen2mtc /data/Sen2_MTC_New
 emrdm data check --dataset cuhk-cr1 /data/CUHK-CR1 --nir /data/nir/CUHK-CR1""", _cmd_data_check)
     chk.add_argument("path", help="dataset root folder")
-    chk.add_argument("--dataset", required=True, help="cuhk-cr1, cuhk-cr2, l8cr, sen12mscr, sen2mtc or folder")
+    chk.add_argument("--dataset", required=True, help="a registered dataset: cuhk-cr1, cuhk-cr2, l8cr, sen12mscr, sen2mtc or folder")
     chk.add_argument("--nir", default=None, help="CUHK-CR: the NIR tree, e.g. /data/nir/CUHK-CR1 (default: none)")
     chk.add_argument("--rgb-only", action="store_true", help="CUHK-CR: check without the NIR tree")
     chk.add_argument("--leaky-split", action="store_true", help="SEN12MS-CR: the authors' substring ROI membership")

@@ -12,28 +12,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .core import DataError, read_array
-from .cuhk import CUHKCR
-from .folder import GeoTiffFolder
-from .sen12mscr import SEN12MSCR
+from .registry import DATASETS, dataset_class, open_dataset
 from .sen2mtc import Sen2MTC
 
 # %% auto #0
-__all__ = ['SPLITS', 'open_dataset', 'file_info', 'size_multiple', 'default_multiple', 'CheckReport', 'check_dataset']
-
-# %% ../../nbs/10_data_check.ipynb #c04488a8
-SPLITS = {"cuhk-cr1": ("train", "test"), "cuhk-cr2": ("train", "test"), "l8cr": ("train", "test"),
-          "sen12mscr": ("train", "val", "test"), "sen2mtc": ("train", "val", "test"), "folder": ("all",)}
-
-
-def open_dataset(name: str, root, split: str = "train", nir_root=None, **options):
-    "The dataset `name` at `root` for `split`; `options` go to its class (e.g. `use_nir`, `frames`, `leaky_split`)."
-    if name not in SPLITS: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(SPLITS)}")
-    if split not in SPLITS[name]: raise ValueError(f"{name} has splits {SPLITS[name]}, not {split!r}")
-    if name in ("cuhk-cr1", "cuhk-cr2"): return CUHKCR(root, nir_root, split, **options)
-    if name == "l8cr": return CUHKCR(root, None, split, use_nir=False, scale=1, **options)
-    if name == "sen12mscr": return SEN12MSCR(root, split, **options)
-    if name == "sen2mtc": return Sen2MTC(root, split, **options)
-    return GeoTiffFolder(root, **options)
+__all__ = ['file_info', 'size_multiple', 'default_multiple', 'CheckReport', 'check_dataset']
 
 # %% ../../nbs/10_data_check.ipynb #b33439a9
 def _strips(height: int, width: int, bands: int, budget: int = 2**26) -> list[tuple[int, int]]:
@@ -136,7 +119,7 @@ def check_dataset(name: str, root, nir_root=None, splits=None, max_samples: int 
                   multiple: int | None = None, **options) -> CheckReport:
     "Read every file of every split of dataset `name` at `root`; sizes must be multiples of `multiple` (default: `default_multiple(name)`)."
     report, multiple = CheckReport(name, str(root)), multiple or default_multiple(name)
-    for split in splits or SPLITS.get(name, ("train",)):
+    for split in splits or dataset_class(name).splits:
         try:
             ds = open_dataset(name, root, split, nir_root=nir_root, **options)
         except (DataError, ValueError) as e:

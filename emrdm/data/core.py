@@ -8,16 +8,18 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, NamedTuple, Sequence
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['RASTER_SUFFIXES', 'UNITS', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'to_model_space',
-           'from_model_space', 'to_file_units', 'matlab_resize_weights', 'matlab_imresize', 'dihedral_params',
-           'dihedral', 'stretch_limits', 'stretch', 'plot_sample', 'CloudRemovalDataset', 'RandomCrop']
+__all__ = ['RASTER_SUFFIXES', 'UNITS', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'Units',
+           'to_model_space', 'from_model_space', 'to_file_units', 'matlab_resize_weights', 'matlab_imresize',
+           'dihedral_params', 'dihedral', 'stretch_limits', 'stretch', 'plot_sample', 'CloudRemovalDataset',
+           'RandomCrop']
 
 # %% ../../nbs/10_data.ipynb #9e7a319e
 class DataError(ValueError):
@@ -63,6 +65,14 @@ def check_array(arr: np.ndarray, path, bands: int | None = None, size: tuple[int
     return arr
 
 # %% ../../nbs/10_data.ipynb #9851c278
+class Units(NamedTuple):
+    "How a dataset's optical bands map onto [-1, 1]: file values `lo`..`hi`, clipped first or not, written as `dtype`."
+    lo: float
+    hi: float
+    clip: bool
+    dtype: str
+
+
 UNITS = {   # dataset: (low, high, clip inputs to [low, high], file dtype) of the optical bands
     "cuhk-cr1": (0.0, 255.0, False, "uint8"), "cuhk-cr2": (0.0, 255.0, False, "uint8"), "l8cr": (0.0, 255.0, False, "uint8"),
     "sen12mscr": (0.0, 10000.0, True, "uint16"), "sen2mtc": (0.0, 10000.0, False, "uint16")}
@@ -153,12 +163,13 @@ def stretch(img: np.ndarray, limits: np.ndarray | None = None) -> np.ndarray:
 
 
 def plot_sample(sample: dict, bands: Sequence[str], cond_bands: Sequence[str] | None = None, title: str | None = None,
-                max_dates: int = 3):
-    "Show a sample: cloudy date(s) and target in RGB, NIR false colour where NIR exists, SAR VV where SAR exists."
+                max_dates: int = 3, prediction: Tensor | None = None):
+    "Show a sample: cloudy date(s), a `prediction` and the target in RGB, NIR false colour where NIR exists, SAR VV where SAR exists."
     import matplotlib.pyplot as plt
     def idx(names, *want):
         return [names.index(w) for w in want] if all(w in names for w in want) else None
-    rgb = idx(list(bands), "R", "G", "B") or idx(list(bands), "B4", "B3", "B2")
+    rgb = idx(list(bands), "R", "G", "B") or idx(list(bands), "B4", "B3", "B2") or \
+          [min(i, len(bands) - 1) for i in range(3)]                  # unnamed bands (a folder): the first three
     nir = idx(list(bands), "NIR", "R", "G") or idx(list(bands), "B8", "B4", "B3")
     panels = []
     mu = sample["mu"].numpy()
@@ -177,6 +188,10 @@ def plot_sample(sample: dict, bands: Sequence[str], cond_bands: Sequence[str] | 
         c = sample["cond"].numpy()
         c = c if c.ndim == 3 else c[0]
         panels.append(("cloudy NIR", stretch(c[[list(cond_bands).index("NIR")]])[..., 0]))
+    if prediction is not None:
+        p = prediction.detach().cpu().numpy()
+        panels.append(("prediction", stretch(p[rgb], lim_rgb)))
+        if nir is not None: panels.append(("prediction NIR", stretch(p[nir], lim_nir)))
     if "target" in sample:
         t = sample["target"].numpy()
         panels.append(("clear (target)", stretch(t[rgb], lim_rgb)))
@@ -191,20 +206,52 @@ def plot_sample(sample: dict, bands: Sequence[str], cond_bands: Sequence[str] | 
 
 # %% ../../nbs/10_data.ipynb #1d2edfdf
 class CloudRemovalDataset(torch.utils.data.Dataset):
-    "Base of the dataset classes: band names, `plot`, and `files(i)` (the files a sample reads, for checks)."
+    "Base of the dataset classes: the dataset's facts, band names, `plot`, and `files(i)` (the files a sample reads)."
+    name: ClassVar[str] = ""                       # the registry name, as in a configuration's data.dataset
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    train_split: ClassVar[str] = "train"
+    val_split: ClassVar[str] = "test"             # the split training validates on
+    test_split: ClassVar[str] = "test"
+    units: Units | None = None                    # None: set per instance (a folder of the user's files)
+    protocol: ClassVar[str] = "sen12mscr"         # metric protocol, see emrdm.metrics
     bands: tuple[str, ...] = ()
     cond_bands: tuple[str, ...] = ()
     file_kinds: tuple[str, ...] = ()              # what each entry of files(i) is, in order
+    cloudy_kind: ClassVar[str] = "cloud"          # the file kind that is the (first) cloudy input
 
     def files(self, i: int) -> list[Path]:
         "The files sample `i` reads, one per entry of `file_kinds`."
         raise NotImplementedError
+    def cloudy_file(self, i: int) -> Path:
+        "The cloudy input file of sample `i` (its georeferencing is the prediction's)."
+        return self.files(i)[list(self.file_kinds).index(self.cloudy_kind)]
     def __len__(self) -> int: raise NotImplementedError
-    def plot(self, sample: dict, title: str | None = None):
-        "A matplotlib figure of a sample of this dataset: the cloudy date(s), NIR and SAR where present, the target, the mask."
-        return plot_sample(sample, self.bands, self.cond_bands, title=title or sample.get("path"))
+    def plot(self, sample: dict, title: str | None = None, prediction: Tensor | None = None):
+        "A figure of a sample: the cloudy date(s), NIR and SAR where present, a `prediction` (`[C, H, W]`), the target, the mask."
+        return plot_sample(sample, self.bands, self.cond_bands, title=title or sample.get("path"), prediction=prediction)
     def __repr__(self):
         return f"{type(self).__name__}({len(self)} samples, bands {', '.join(self.bands)})"
+
+# %% ../../nbs/10_data.ipynb #3dce50a5
+@patch(cls_method=True)
+def channels(cls: CloudRemovalDataset, data) -> tuple[int, int] | None:
+    "(target bands, condition bands) that `data` (a configuration's data section) implies; None: whatever the files hold."
+    return None
+
+@patch(cls_method=True)
+def options(cls: CloudRemovalDataset, data) -> dict:
+    "The keyword arguments of the class that `data` (a configuration's data section) implies."
+    return {}
+
+@patch(cls_method=True)
+def input_bands(cls: CloudRemovalDataset, data, out_channels: int) -> tuple[str, ...]:
+    "The bands a whole-scene cloudy input must provide, in order, for a network of `out_channels` bands."
+    return tuple(f"band{i + 1}" for i in range(out_channels))
+
+@patch(cls_method=True)
+def write_fake(cls: CloudRemovalDataset, root, seed: int = 0) -> dict:
+    "Write a small fake tree in the real layout under `root`; the keyword arguments (`root`, `nir_root`) that open it."
+    raise NotImplementedError(f"{cls.__name__} has no fake-data writer")
 
 # %% ../../nbs/10_data.ipynb #574ac550
 class RandomCrop(torch.utils.data.Dataset):

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import CloudRemovalDataset, DataError, check_array, matlab_imresize, read_array
+from fastcore.basics import patch
+
+from .core import CloudRemovalDataset, DataError, Units, check_array, matlab_imresize, read_array
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'CUHKCR', 'write_fake_cuhk']
+__all__ = ['IMAGE_SUFFIXES', 'CUHKCR', 'write_fake_cuhk', 'CUHKCR2', 'L8CR']
 
 # %% ../../nbs/10_data_cuhk.ipynb #be1229e8
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -41,6 +43,7 @@ def _pairs(label: dict, cloud: dict, what: str) -> None:
 
 class CUHKCR(CloudRemovalDataset):
     "CUHK-CR1 or CUHK-CR2: `target` = clear (R, G, B[, NIR]), `mu` = `cond` = cloudy, 256x256 in [-1, 1]."
+    name, protocol, units = "cuhk-cr1", "cuhk", Units(0.0, 255.0, False, "uint8")   # 8-bit files, values not clipped
     def __init__(self, root, nir_root=None, split: str = "train", use_nir: bool = True, scale: float = 0.5,
                  clip: bool = False):
         if split not in ("train", "test", "val"): raise ValueError(f"split must be train, test or val, got {split!r}")
@@ -49,6 +52,7 @@ class CUHKCR(CloudRemovalDataset):
             split = "test"
         self.root, self.split, self.use_nir, self.scale, self.clip = Path(root), split, use_nir, scale, clip
         self.bands = self.cond_bands = ("R", "G", "B", "NIR") if use_nir else ("R", "G", "B")
+        self.file_kinds = ("label", "cloud", "NIR label", "NIR cloud") if use_nir else ("label", "cloud")
         base = self.root / split
         if not base.is_dir(): raise DataError(f"CUHK-CR layout: expected {base}/label and {base}/cloud")
         self.label, self.cloud = _listing(base / "label"), _listing(base / "cloud")
@@ -65,8 +69,6 @@ class CUHKCR(CloudRemovalDataset):
             for tree, nir in (("label", self.nir_label), ("cloud", self.nir_cloud)):
                 lost = [n for n in self.names if n not in nir]
                 if lost: raise DataError(f"{nbase / tree}: no NIR file for {len(lost)} image(s), e.g. {lost[:3]}")
-
-    file_kinds = ("label", "cloud", "NIR label", "NIR cloud")
 
     def __len__(self): return len(self.names)
 
@@ -113,3 +115,52 @@ def write_fake_cuhk(root, nir_root=None, n_train: int = 3, n_test: int = 2, size
                     nir = rng.integers(0, 256, (size, size), dtype=np.uint8)
                     Image.fromarray(np.stack([nir, nir // 2, nir // 3], -1)).save(Path(nir_root) / split / tree / name)
     return Path(root)
+
+# %% ../../nbs/10_data_cuhk.ipynb #f4dd9b18
+@patch(cls_method=True)
+def channels(cls: CUHKCR, data) -> tuple[int, int]:
+    "(target, condition) bands: R, G, B (+ NIR) each; no condition if `data.condition` is off."
+    n = 4 if data.use_nir else 3
+    return n, n if data.condition else 0
+
+@patch(cls_method=True)
+def options(cls: CUHKCR, data) -> dict: return {"use_nir": bool(data.use_nir)}
+
+@patch(cls_method=True)
+def input_bands(cls: CUHKCR, data, out_channels: int) -> tuple[str, ...]:
+    return ("R", "G", "B", "NIR") if data.use_nir else ("R", "G", "B")
+
+@patch(cls_method=True)
+def write_fake(cls: CUHKCR, root, seed: int = 0) -> dict:
+    "A fake CUHK-CR tree with its NIR tree (64x64 images, halved to 32x32 on loading)."
+    root = Path(root)
+    write_fake_cuhk(root / "rgb", root / "nir", seed=seed)
+    return {"root": root / "rgb", "nir_root": root / "nir"}
+
+# %% ../../nbs/10_data_cuhk.ipynb #daeb95a5
+class CUHKCR2(CUHKCR):
+    "CUHK-CR2 (thick clouds): CUHK-CR1's layout, bands and units."
+    name = "cuhk-cr2"
+
+
+class L8CR(CUHKCR):
+    "L8-CR, the demo benchmark: CUHK-CR's layout, RGB only, images already 256x256 (not resized)."
+    name = "l8cr"
+    def __init__(self, root, nir_root=None, split: str = "train", **options):
+        super().__init__(root, None, split, use_nir=False, scale=1, **options)
+
+# %% ../../nbs/10_data_cuhk.ipynb #9d7959cd
+@patch(cls_method=True)
+def channels(cls: L8CR, data) -> tuple[int, int]: return 3, 3 if data.condition else 0
+
+@patch(cls_method=True)
+def options(cls: L8CR, data) -> dict: return {}
+
+@patch(cls_method=True)
+def input_bands(cls: L8CR, data, out_channels: int) -> tuple[str, ...]: return ("R", "G", "B")
+
+@patch(cls_method=True)
+def write_fake(cls: L8CR, root, seed: int = 0) -> dict:
+    "A fake L8-CR tree: CUHK-CR's layout, RGB, 64x64."
+    write_fake_cuhk(root, None, seed=seed)
+    return {"root": Path(root)}

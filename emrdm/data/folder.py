@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import CloudRemovalDataset, DataError, check_array, read_array
+from fastcore.basics import patch
+
+from .core import CloudRemovalDataset, DataError, Units, check_array, read_array
 
 # %% auto #0
 __all__ = ['GeoTiffFolder', 'write_fake_folder']
@@ -22,9 +24,11 @@ def _to_model(arr: np.ndarray, lo: float, hi: float) -> torch.Tensor:
 
 class GeoTiffFolder(CloudRemovalDataset):
     "Cloudy/clear GeoTIFF pairs (plus optional SAR and masks) from a folder, in model space."
+    name, splits, train_split, val_split, test_split, cloudy_kind = "folder", ("all",), "all", "all", "all", "cloudy"
     def __init__(self, root, bands: tuple[str, ...] | None = None, value_range=(0.0, 10000.0), sar_range=(-25.0, 0.0),
                  require_clear: bool = False, nodata_policy: str = "error", sar_first: bool = True):
         self.root, self.value_range, self.sar_range, self.nodata_policy = Path(root), value_range, sar_range, nodata_policy
+        self.units = Units(float(value_range[0]), float(value_range[1]), True, "float32")   # the user's range; float files
         if nodata_policy not in ("error", "zero"): raise ValueError("nodata_policy must be 'error' or 'zero'")
         if not (self.root / "cloudy").is_dir(): raise DataError(f"GeoTIFF folder layout: expected {self.root / 'cloudy'}/<name>.tif")
         self.names = sorted(p.name for p in (self.root / "cloudy").glob("*.tif"))
@@ -104,3 +108,10 @@ def write_fake_folder(root, n: int = 3, bands: int = 4, size: int = 32, sar: boo
             (Path(root) / kind).mkdir(parents=True, exist_ok=True)
             with rasterio.open(Path(root) / kind / name, "w", **prof(arr.shape[0], dt)) as dst: dst.write(arr.astype(dt))
     return Path(root)
+
+# %% ../../nbs/10_data_folder.ipynb #61900876
+@patch(cls_method=True)
+def write_fake(cls: GeoTiffFolder, root, seed: int = 0) -> dict:
+    "A fake folder: 3 scenes of 4 bands with clear partners, SAR and masks."
+    write_fake_folder(root, seed=seed)
+    return {"root": Path(root)}

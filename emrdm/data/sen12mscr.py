@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
-from .core import CloudRemovalDataset, DataError, S1_BANDS, S2_BANDS, check_array, read_array
+from .core import CloudRemovalDataset, DataError, S1_BANDS, S2_BANDS, Units, check_array, read_array
 
 # %% auto #0
-__all__ = ['SEASONS', 'split_rois', 'index_sen12mscr', 's1_to_unit', 's2_to_unit', 'SEN12MSCR', 'write_fake_sen12mscr']
+__all__ = ['SEASONS', 'S2_UNITS', 'S1_UNITS', 'split_rois', 'index_sen12mscr', 's1_to_unit', 's2_to_unit', 'SEN12MSCR',
+           'write_fake_sen12mscr']
 
 # %% ../../nbs/10_data_sen12mscr.ipynb #67325f0e
 SEASONS = ("ROIs1158_spring", "ROIs1868_summer", "ROIs1970_fall", "ROIs2017_winter")
@@ -73,8 +75,12 @@ def _partners(s1_rel: str) -> tuple[str, str]:
     return s2, cloudy
 
 # %% ../../nbs/10_data_sen12mscr.ipynb #9734972e
-def s1_to_unit(s1: np.ndarray) -> np.ndarray: return (np.clip(s1, -25.0, 0.0) + 25.0) / 25.0
-def s2_to_unit(s2: np.ndarray) -> np.ndarray: return np.clip(s2, 0.0, 10000.0) / 10000.0
+S2_UNITS = Units(0.0, 10000.0, True, "uint16")       # reflectance x 10000, clipped
+S1_UNITS = Units(-25.0, 0.0, True, "float32")        # backscatter in dB, clipped
+
+
+def s1_to_unit(s1: np.ndarray) -> np.ndarray: return (np.clip(s1, S1_UNITS.lo, S1_UNITS.hi) - S1_UNITS.lo) / (S1_UNITS.hi - S1_UNITS.lo)
+def s2_to_unit(s2: np.ndarray) -> np.ndarray: return (np.clip(s2, S2_UNITS.lo, S2_UNITS.hi) - S2_UNITS.lo) / (S2_UNITS.hi - S2_UNITS.lo)
 
 
 class SEN12MSCR(CloudRemovalDataset):
@@ -82,6 +88,8 @@ class SEN12MSCR(CloudRemovalDataset):
     bands = S2_BANDS
     cond_bands = S1_BANDS + S2_BANDS
     file_kinds = ("S1", "S2", "S2 cloudy")
+    name, protocol, units, sar_units, cloudy_kind = "sen12mscr", "sen12mscr", S2_UNITS, S1_UNITS, "S2 cloudy"
+    splits, val_split = ("train", "val", "test"), "val"
 
     def __init__(self, root, split: str = "train", leaky_split: bool = False, nan_policy: str = "error",
                  cache_dir=None):
@@ -121,6 +129,19 @@ class SEN12MSCR(CloudRemovalDataset):
         mu = to_model(s2_to_unit(cloudy))
         return {"target": to_model(s2_to_unit(s2)), "mu": mu, "cond": torch.cat([to_model(s1_to_unit(s1)), mu]),
                 "path": _partners(self.s1[i])[0]}
+
+# %% ../../nbs/10_data_sen12mscr.ipynb #f80efc0e
+@patch(cls_method=True)
+def channels(cls: SEN12MSCR, data) -> tuple[int, int]: return 13, 2 + 13 if data.condition else 0
+
+@patch(cls_method=True)
+def input_bands(cls: SEN12MSCR, data, out_channels: int) -> tuple[str, ...]: return S2_BANDS
+
+@patch(cls_method=True)
+def write_fake(cls: SEN12MSCR, root, seed: int = 0) -> dict:
+    "A fake SEN12MS-CR tree with ROIs of all three splits."
+    write_fake_sen12mscr(root, seed=seed)
+    return {"root": Path(root)}
 
 # %% ../../nbs/10_data_sen12mscr.ipynb #e4cb0b85
 def write_fake_sen12mscr(root, rois: dict | None = None, patches: int = 2, size: int = 32, seed: int = 0) -> Path:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
-from .core import CloudRemovalDataset, DataError, check_array, dihedral, dihedral_params, read_array
+from .core import CloudRemovalDataset, DataError, Units, check_array, dihedral, dihedral_params, read_array
 
 # %% auto #0
 __all__ = ['read_split_file', 'Sen2MTC', 'write_fake_sen2mtc']
@@ -44,6 +45,9 @@ class Sen2MTC(CloudRemovalDataset):
         if not self.samples: raise DataError(f"no samples for the {split} split under {self.root}")
 
     file_kinds = ("cloudless", "cloud 0", "cloud 1", "cloud 2")
+    name, protocol, cloudy_kind = "sen2mtc", "sen2mtc", "cloud 0"
+    units = Units(0.0, 10000.0, False, "uint16")        # DN / 5000 - 1, not clipped
+    splits, val_split = ("train", "val", "test"), "val"
 
     def set_epoch(self, epoch: int):
         "Draw new augmentations for a new epoch (a function of seed, epoch and sample index)."
@@ -70,6 +74,24 @@ class Sen2MTC(CloudRemovalDataset):
         out = {"target": target, "mu": cloudy[..., :3, :, :].clone(), "path": f"{self.samples[i][0]}/{self.samples[i][1]}"}
         if self.condition: out["cond"] = cloudy if self.use_nir else cloudy[..., :3, :, :].clone()
         return out
+
+# %% ../../nbs/10_data_sen2mtc.ipynb #98af3820
+@patch(cls_method=True)
+def channels(cls: Sen2MTC, data) -> tuple[int, int]: return 3, (4 if data.use_nir else 3) if data.condition else 0
+
+@patch(cls_method=True)
+def options(cls: Sen2MTC, data) -> dict:
+    return {"use_nir": bool(data.use_nir), "condition": data.condition, "frames": data.frames or 3, "date": data.date}
+
+@patch(cls_method=True)
+def input_bands(cls: Sen2MTC, data, out_channels: int) -> tuple[str, ...]:
+    return ("R", "G", "B", "NIR") if data.use_nir else ("R", "G", "B")
+
+@patch(cls_method=True)
+def write_fake(cls: Sen2MTC, root, seed: int = 0) -> dict:
+    "A fake Sen2_MTC_New tree: 3 train, 1 val and 2 test images."
+    write_fake_sen2mtc(root, seed=seed)
+    return {"root": Path(root)}
 
 # %% ../../nbs/10_data_sen2mtc.ipynb #5ff138c6
 def write_fake_sen2mtc(root, tiles: dict | None = None, size: int = 32, seed: int = 0) -> Path:
