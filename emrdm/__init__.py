@@ -3,8 +3,8 @@ __version__ = "0.0.1"
 
 # The re-exports are resolved on first use (PEP 562), so that `import emrdm` (and `emrdm --help`, `emrdm --version`)
 # does not import torch.
-_LAZY = {"EMRDM": "emrdm.model", "Config": "emrdm.model", "ConfigError": "emrdm.model",
-         "available_configs": "emrdm.model", "load_config": "emrdm.model"}
+_LAZY = {"EMRDM": "emrdm.model", "Config": "emrdm.config", "ConfigError": "emrdm.config",
+         "available_configs": "emrdm.config", "load_config": "emrdm.config"}
 
 __all__ = ["EMRDM", "Config", "ConfigError", "available_configs", "load_config", "__version__"]
 

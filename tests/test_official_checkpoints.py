@@ -53,5 +53,8 @@ def test_lightning_file_round_trip_and_readable_errors(tmp_path):
         emrdm.EMRDM.from_official_checkpoint(path, "sen2mtc")
     assert "its shapes fit the released config 'sen12mscr'" in str(err.value)
     (tmp_path / "empty.ckpt").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)"):
         emrdm.EMRDM.from_official_checkpoint(tmp_path / "empty.ckpt")
+    (tmp_path / "cut.ckpt").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        emrdm.EMRDM.from_official_checkpoint(tmp_path / "cut.ckpt")

@@ -19,7 +19,7 @@ from .sen2mtc import Sen2MTC
 __all__ = ['file_info', 'size_multiple', 'default_multiple', 'CheckReport', 'check_dataset']
 
 # %% ../../nbs/10_data_check.ipynb #b33439a9
-def _strips(height: int, width: int, bands: int, budget: int = 2**26) -> list[tuple[int, int]]:
+def _strips(height: int, width: int, bands: int, budget: int = 2**24) -> list[tuple[int, int]]:
     "(row, rows) strips of a raster whose float64 copy stays under `budget` bytes each."
     rows = max(1, min(height, budget // max(1, 8 * width * bands)))
     return [(r, min(rows, height - r)) for r in range(0, height, rows)]
@@ -39,6 +39,7 @@ def _raster_info(path: Path) -> dict:
                 bad = np.isnan(a)
                 nan += int(bad.sum())
                 if not bad.all(): lo, hi = min(lo, float(np.nanmin(a))), max(hi, float(np.nanmax(a)))
+                del a, bad                                              # before the next strip is read
             return {"dtype": src.dtypes[0], "bands": src.count, "size": (src.height, src.width), "nan": nan,
                     "min": lo if np.isfinite(lo) else float("nan"), "max": hi if np.isfinite(hi) else float("nan")}
 
