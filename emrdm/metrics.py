@@ -253,18 +253,20 @@ class MetricsLog:
         return out
 
     def to_csv(self, path) -> Path:
-        "Write one row per image (`path`, then each metric) to `path`, making its folder; return the path."
+        "Write one row per image (`path`, then each metric) to `path` (a temp file beside it, renamed), making its folder; return the path."
+        from emrdm.core import atomic_path
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
+        with atomic_path(path) as part, open(part, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["path", *self.names])
             w.writeheader(); w.writerows(self.rows)
         return path
 
     def summary_csv(self, path) -> Path:
-        "Write `summary()` as `metric,value` rows to `path`; return the path."
+        "Write `summary()` as `metric,value` rows to `path` (a temp file beside it, renamed); return the path."
+        from emrdm.core import atomic_path
         path = Path(path)
-        with open(path, "w", newline="") as f:
+        with atomic_path(path) as part, open(part, "w", newline="") as f:
             w = csv.writer(f); w.writerow(["metric", "value"]); w.writerows(self.summary().items())
         return path
 
