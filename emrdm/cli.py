@@ -127,22 +127,30 @@ def _add_configs(sub):
 
 # %% ../nbs/14_cli.ipynb #8508a4bd
 def _train_setup(args):
-    "(config, initial model or None) of a training run: --config, else the config of --checkpoint or --resume; --set on top."
+    "(config, initial model or None) of a training run: --config, else the config stored in --resume or --checkpoint; --set on top."
     from emrdm.model import load_config
+    if args.resume and args.checkpoint:
+        raise ValueError("give --resume (continue a run) or --checkpoint (a new run from its weights), not both")
     sets = _overrides(args.set)
     cfg = load_config(args.config, sets) if args.config else None
     if args.checkpoint:
         from emrdm.train import load_model
         init = load_model(args.checkpoint, cfg)
         return cfg or load_config(init.config, sets), init
-    if cfg is not None: return cfg, None
+    if cfg is not None: return cfg, None                       # with --resume: fit checks it against the stored one
     if args.resume:
-        from emrdm.checkpoint import read_checkpoint
-        ckpt = read_checkpoint(args.resume)
-        if "emrdm_config" not in ckpt: raise ValueError(f"{args.resume} holds no configuration: give --config")
-        return load_config(ckpt["emrdm_config"], sets), None
+        from emrdm.train import stored_config
+        return load_config(stored_config(_resume_path(args)), sets), None
     raise ValueError("train needs a configuration: --config NAME or a YAML path (`emrdm configs` lists the names), "
                      "or --checkpoint to fine-tune from (its configuration is used)")
+
+
+def _resume_path(args) -> "Path":
+    "The checkpoint --resume continues: the one named, or (--resume alone) the newest state of the run in --out."
+    from pathlib import Path
+    if args.resume is not True: return Path(args.resume)
+    if not args.out: raise ValueError("--resume alone continues the run in --out: give -o RUN (or --resume RUN/checkpoints/last.ckpt)")
+    return Path(args.out) / "checkpoints" / "last.ckpt"
 
 # %% ../nbs/14_cli.ipynb #cf5f7ac0
 def _lightning_device(device: str, devices: str):
@@ -155,16 +163,32 @@ def _lightning_device(device: str, devices: str):
     raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
 
 # %% ../nbs/14_cli.ipynb #c43fefef
+def _train_dir(args, cfg) -> "Path":
+    "--out; else, resuming RUN/checkpoints/X.ckpt, the folder RUN; else runs/train-<config>-<time>."
+    from pathlib import Path
+    if not args.out and args.resume not in (None, True) and Path(args.resume).parent.name == "checkpoints":
+        return Path(args.resume).parent.parent
+    return _run_dir(args, "train", None if args.config else cfg.name)
+
+
 def _cmd_train(args) -> int:
-    from emrdm.train import fit
+    from emrdm.train import TrainingInterrupted, fit
     cfg, init = _train_setup(args)
     accelerator, devices = _lightning_device(args.device, args.devices)
-    out = _run_dir(args, "train", None if args.config else cfg.name)
-    fit(cfg, args.data, out, nir_root=args.nir, max_steps=args.max_steps, max_epochs=args.max_epochs, resume=args.resume,
-        init=init, accelerator=accelerator, devices=devices, num_nodes=args.num_nodes, strategy=args.strategy,
-        precision=args.precision, tf32=args.tf32, num_workers=args.workers, val_every_n_steps=args.val_every,
-        val_batches=args.val_batches, dataset=args.dataset, seed=args.seed, tensorboard=args.tensorboard,
-        checkpoint_every_n_steps=args.checkpoint_every, progress=not args.quiet)
+    if accelerator not in ("auto", "cpu"):
+        from emrdm.core import choose_device
+        choose_device(args.device.replace("gpu", "cuda"))      # an absent GPU: one line, before any run folder is made
+    out = _train_dir(args, cfg)
+    try:
+        fit(cfg, args.data, out, nir_root=args.nir, max_steps=args.max_steps, max_epochs=args.max_epochs,
+            resume=args.resume, overwrite=args.overwrite, init=init, accelerator=accelerator, devices=devices,
+            num_nodes=args.num_nodes, strategy=args.strategy, precision=args.precision, tf32=args.tf32,
+            num_workers=args.workers, val_every_n_steps=args.val_every, val_batches=args.val_batches, dataset=args.dataset,
+            seed=args.seed, tensorboard=args.tensorboard, checkpoint_every_n_steps=args.checkpoint_every,
+            progress=not args.quiet)
+    except TrainingInterrupted as e:
+        print(f"stopped: {e}; continue with: emrdm train --resume -o {out} (and the same --data)", file=sys.stderr)
+        return 128 + e.signum
     print(f"checkpoints and logs in {out}")
     return 0
 
@@ -172,26 +196,34 @@ def _cmd_train(args) -> int:
 def _add_train(sub):
     tr = _command(sub, "train", "train a model, fine-tune one (--checkpoint) or continue a run (--resume)", """
 emrdm train --config cuhk --data /data/CUHK-CR1 --nir /data/nir/CUHK-CR1 -o runs/cuhk
+emrdm train --resume --data /data/CUHK-CR1 --nir /data/nir/CUHK-CR1 -o runs/cuhk          # continue it
 emrdm train --checkpoint cuhk.ckpt --data /data/CUHK-CR2 --dataset cuhk-cr2 --set train.lr=2e-5 -o runs/cuhk2""", _cmd_train)
-    _add_model_options(tr, "run folder (default: runs/train-<config>-<time>)", weights="weights to fine-tune from")
+    _add_model_options(tr, "run folder (default: runs/train-<config>-<time>; with --resume CKPT, the run that holds it)",
+                       weights="weights to fine-tune from")
     _add_data_options(tr)
     _add_run_options(tr, "random seed (default: the config's train.seed)")
-    tr.add_argument("--resume", default=None, help="a training checkpoint to continue from: same step, optimiser and EMA "
-                    "(default: a new run)")
-    tr.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (default: no limit)")
-    tr.add_argument("--max-epochs", type=int, default=None, help="stop after this many epochs (default: Lightning's, 1000)")
+    tr.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
+                    help="continue the run in --out from its newest state (checkpoints/last.ckpt), or from CKPT: same "
+                    "step, optimiser, EMA and data order, with the config stored in it (a conflicting --config or --set "
+                    "is an error) (default: a new run)")
+    tr.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run: its checkpoints "
+                    "and logs are deleted first (default: such an --out is refused)")
+    tr.add_argument("--max-steps", type=_count(), default=None, help="stop after this many optimiser steps in all; alone, "
+                    "it lifts the epoch limit (default: none)")
+    tr.add_argument("--max-epochs", type=_count(), default=None, help="stop after this many epochs; with --max-steps, "
+                    "whichever comes first (default: the config's train.max_epochs, unless --max-steps is given)")
     tr.add_argument("--devices", default="auto", help="how many devices (or which, e.g. 0,1) Lightning uses")
-    tr.add_argument("--num-nodes", type=int, default=1, help="machines in a multi-node run")
+    tr.add_argument("--num-nodes", type=_count(), default=1, help="machines in a multi-node run")
     tr.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     tr.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     tr.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on Ampere and newer GPUs")
-    tr.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    tr.add_argument("--val-every", type=int, default=None, help="validate every N steps (default: every "
+    tr.add_argument("--workers", type=_count(0), default=0, help="DataLoader worker processes")
+    tr.add_argument("--val-every", type=_count(), default=None, help="validate every N steps (default: every "
                     "train.val_every_n_epochs epochs)")
-    tr.add_argument("--val-batches", type=int, default=2, help="validation batches sampled and scored")
+    tr.add_argument("--val-batches", type=_count(0), default=2, help="validation batches sampled and scored")
     tr.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (needs pip install 'emrdm[tensorboard]')")
-    tr.add_argument("--checkpoint-every", type=int, default=None, help="also keep a checkpoint every N steps "
-                    "(default: only last.ckpt)")
+    tr.add_argument("--checkpoint-every", type=_count(), default=None, help="also keep stepN.ckpt every N steps, and "
+                    "update last.ckpt as often (default: last.ckpt at the end of each epoch and of the run)")
 
 # %% ../nbs/14_cli.ipynb #8d4d49e5
 def _cmd_eval(args, command) -> int:

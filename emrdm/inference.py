@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -14,12 +15,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .core import atomic_path, check_output, choose_device
 from .data.core import DataError, S1_BANDS, S2_BANDS, UNITS, from_model_space, to_model_space
 from .model import EMRDM
 from .samplers import residual_sample
 
 # %% auto #0
-__all__ = ['input_bands', 'tile_starts', 'TiledDenoiser', 'check_units', 'remove_clouds']
+__all__ = ['input_bands', 'tile_starts', 'TiledDenoiser', 'tile_steps', 'check_units', 'off_nodata', 'remove_clouds']
 
 # %% ../nbs/13_inference.ipynb #2a690695
 def input_bands(cfg) -> tuple[str, ...]:
@@ -62,8 +64,9 @@ class TiledDenoiser:
     "The model's denoiser applied to overlapping tiles of a large state, blended into one estimate."
     def __init__(self, model: EMRDM, tile: int = 256, overlap: int = 64, batch_size: int = 4, progress=None):
         mult = model.config.network.patch_size[0] * 2 ** (len(model.config.network.widths) - 1)
-        if tile % mult: raise ValueError(f"tile must be a multiple of {mult} for config '{model.config.name}', got {tile}")
-        if not 0 <= overlap < tile: raise ValueError(f"overlap must be in [0, tile), got {overlap}")
+        if tile < 1 or tile % mult: raise ValueError(f"tile must be a positive multiple of {mult} for config '{model.config.name}', got {tile}")
+        if not 0 <= overlap < tile: raise ValueError(f"overlap must be in [0, tile) = [0, {tile}), got {overlap}")
+        if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model, self.tile, self.overlap, self.batch_size, self.mult, self.progress = model, tile, overlap, batch_size, mult, progress
 
     def _pad(self, t, H, W):
@@ -97,6 +100,34 @@ class TiledDenoiser:
                 if self.progress is not None: self.progress.update(len(chunk) / x.shape[0])
         return (acc / wsum)[..., :H, :W]
 
+# %% ../nbs/13_inference.ipynb #b1e30004
+def _blocks(H: int, W: int, tile: int, overlap: int, max_pixels: int) -> list[tuple[tuple, tuple]]:
+    "The blocks of an `H` x `W` scene: (core `(y, x, h, w)` written, window `(y0, x0, y1, x1)` read with its halo)."
+    if H * W <= max_pixels: return [((0, 0, H, W), (0, 0, H, W))]
+    size = max(int(math.sqrt(max_pixels)) // tile * tile, tile)
+    out = []
+    for y in range(0, H, size):
+        for x in range(0, W, size):
+            h, w = min(size, H - y), min(size, W - x)
+            out.append(((y, x, h, w), (max(y - overlap, 0), max(x - overlap, 0), min(y + h + overlap, H), min(x + w + overlap, W))))
+    return out
+
+
+def tile_steps(blocks, tile: int, overlap: int, steps: int) -> tuple[int, int]:
+    "(tiles, tiles x `steps`): the network's work over `blocks` (from `_blocks`), one tile at one sampler step each."
+    tiles = sum(len(tile_starts(y1 - y0, tile, overlap)) * len(tile_starts(x1 - x0, tile, overlap)) for _, (y0, x0, y1, x1) in blocks)
+    return tiles, tiles * steps
+
+
+def _check_work(name: str, H: int, W: int, tiles: int, steps: int, max_work: int | None) -> None:
+    "Refuse a job above `max_work` tile-steps (None or 0: no limit), saying how large it is and how to run it anyway."
+    work = tiles * steps
+    if max_work and work > max_work:
+        raise ValueError(f"{name}: a {H}x{W} scene is {tiles:,} tile{'s' * (tiles != 1)} x {steps} step{'s' * (steps != 1)} = "
+                         f"{work:,} tile-steps, above the limit of "
+                         f"{max_work:,}: pass max_work={work} (on the command line: --max-work {work}, or 0 for no limit) to run it, "
+                         "or use a larger tile, fewer steps or a smaller scene")
+
 # %% ../nbs/13_inference.ipynb #e0611170
 def _open_all(paths):
     import rasterio
@@ -105,8 +136,21 @@ def _open_all(paths):
         p = Path(p)
         if not p.is_file(): raise DataError(f"missing file: {p}")
         try: out.append(rasterio.open(p))
-        except Exception as e: raise DataError(f"cannot read {p}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        except Exception as e: raise DataError(f"cannot read {p}: {_first_line(e)}") from None
     return out
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _read(src, *args, **kwargs) -> np.ndarray:
+    "`src.read(...)`; a file damaged or cut short after its header (rasterio fails mid-read) becomes a `DataError` naming it."
+    from rasterio.errors import RasterioError
+    try: return src.read(*args, **kwargs)
+    except RasterioError as e:
+        raise DataError(f"cannot read {src.name}: {_first_line(e.__cause__ or e)} (is the file truncated or damaged?)") from None
 
 
 def _band_indexes(src, wanted: tuple[str, ...], bands) -> list[int]:
@@ -132,7 +176,7 @@ def _band_indexes(src, wanted: tuple[str, ...], bands) -> list[int]:
 # %% ../nbs/13_inference.ipynb #ecc4eb7b
 def _percentiles(src, bands: list[int], samples: int = 1024) -> tuple[float, float] | None:
     "1st and 99th percentiles of the finite, non-nodata values of `bands`, read decimated to at most `samples`^2 pixels."
-    a = src.read(bands, out_shape=(len(bands), min(src.height, samples), min(src.width, samples))).astype(np.float64)
+    a = _read(src, bands, out_shape=(len(bands), min(src.height, samples), min(src.width, samples))).astype(np.float64)
     ok = np.isfinite(a) & (a != src.nodata if src.nodata is not None else True)
     return tuple(np.percentile(a[ok], [1, 99])) if ok.any() else None
 
@@ -166,13 +210,19 @@ def _check_inputs(cfg, srcs, n_dates: int, has_sar: bool, bands, lo: float, hi: 
     return idx
 
 # %% ../nbs/13_inference.ipynb #68782cca
-def _output_profile(ref, count: int, dtype: str) -> dict:
-    "The GeoTIFF profile of the output: the reference input's, with the model's band count and `dtype`."
+def _output_profile(ref, count: int, dtype: str, nodata=None) -> dict:
+    "The GeoTIFF profile of the output: the reference input's, with the model's band count, `dtype` and `nodata`."
     profile = dict(ref.profile)
-    profile.update(count=count, dtype=dtype, driver="GTiff", compress="deflate", tiled=True, blockxsize=256, blockysize=256,
-                   BIGTIFF="IF_SAFER")
+    profile.update(count=count, dtype=dtype, nodata=nodata, driver="GTiff", compress="deflate", tiled=True, blockxsize=256,
+                   blockysize=256, BIGTIFF="IF_SAFER")
     if ref.height < 256 or ref.width < 256: profile.update(tiled=False); profile.pop("blockxsize"); profile.pop("blockysize")
     return profile
+
+
+def _output_nodata(nodata, dtype: str):
+    "The output's nodata value: the input's; NaN for a float output of an input without one; None for an integer output without."
+    if nodata is not None: return nodata
+    return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else None
 
 # %% ../nbs/13_inference.ipynb #4552fd19
 def _cell_noise(shape_lead: tuple, y0: int, x0: int, h: int, w: int, seed: int, cell: int = 256) -> torch.Tensor:
@@ -188,14 +238,36 @@ def _cell_noise(shape_lead: tuple, y0: int, x0: int, h: int, w: int, seed: int, 
     return out
 
 # %% ../nbs/13_inference.ipynb #7b9e48f5
+def off_nodata(values: np.ndarray, nodata, raw: np.ndarray | None = None) -> np.ndarray:
+    "`values` (in their output dtype) with those equal to `nodata` moved to the neighbouring value, on the side of `raw`."
+    if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)): return values
+    dt = values.dtype
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        up, down = (min(nodata + 1, info.max), max(nodata - 1, info.min))
+    else:
+        up, down = np.nextafter(dt.type(nodata), dt.type(np.inf)), np.nextafter(dt.type(nodata), dt.type(-np.inf))
+    if up == nodata: side_up = np.zeros(values.shape, bool)                     # nodata at the top of the range
+    elif down == nodata: side_up = np.ones(values.shape, bool)                  # ... or at its bottom
+    else: side_up = np.ones(values.shape, bool) if raw is None else raw >= nodata
+    return np.where(values == nodata, np.where(side_up, up, down), values).astype(dt)
+
+
+def _in_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
+    "`a` as `dtype`: rounded and clipped to an integer dtype's range."
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        a = np.clip(np.rint(a), info.min, info.max)
+    return a.astype(dt)
+
+
 def _file_values(phys: np.ndarray, dtype: str, valid: np.ndarray, nodata, clear: np.ndarray | None = None,
                  observed: np.ndarray | None = None) -> np.ndarray:
-    "Physical `[C, h, w]` predictions to the values written: `observed` where `clear`, the dtype's range, nodata kept."
-    if clear is not None: phys = np.where(clear[None], observed, phys)
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        info = np.iinfo(np.dtype(dtype))
-        phys = np.clip(np.rint(phys), info.min, info.max)
-    return phys if nodata is None else np.where(valid[None], phys, nodata)
+    "Physical `[C, h, w]` predictions to the `dtype` values written: off `nodata`, nodata where not `valid`, `observed` where `clear`."
+    v = off_nodata(_in_dtype(phys, dtype), nodata, phys)
+    if clear is not None: v = np.where(clear[None], _in_dtype(observed, dtype), v)
+    return v if nodata is None else np.where(valid[None], v, np.array(nodata).astype(v.dtype))
 
 
 def _descriptions(ref, bands: list[int], count: int) -> list[tuple[int, str]]:
@@ -203,70 +275,114 @@ def _descriptions(ref, bands: list[int], count: int) -> list[tuple[int, str]]:
     d = ref.descriptions or ()
     return [(i, d[b - 1]) for i, b in enumerate(bands[:count], start=1) if b - 1 < len(d) and d[b - 1]]
 
-# %% ../nbs/13_inference.ipynb #0c942314
-def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, mask=None, bands=None,
-                  tile: int = 256, overlap: int = 64, batch_size: int = 4, max_pixels: int = 4096 * 4096,
-                  value_range=None, keep_clear: bool = False, out_dtype: str | None = None, steps: int | None = None,
-                  seed: int = 0, device="auto", progress: bool = True, **sampler_options) -> Path:
-    "Remove clouds from a GeoTIFF (or several co-registered dates); write a GeoTIFF on the same grid to `out`."
-    import rasterio
-    from rasterio.windows import Window
-    cfg = model.config
-    dates = [cloudy] if isinstance(cloudy, (str, Path)) else list(cloudy)
+# %% ../nbs/13_inference.ipynb #b1e30011
+def _check_request(cfg, dates: list, sar, mask, keep_clear: bool, steps: int | None) -> None:
+    "Refuse a request that does not fit the configuration or whose options make no sense, before any file is opened."
     if not cfg.temporal and len(dates) != 1:
         raise DataError(f"config '{cfg.name}' is a single-date model: give one cloudy file, got {len(dates)}")
     if sar is not None and cfg.data.dataset != "sen12mscr": raise DataError(f"config '{cfg.name}' takes no SAR input")
     if cfg.data.dataset == "sen12mscr" and sar is None: raise DataError(f"config '{cfg.name}' needs the SAR (S1 VV, VH) GeoTIFF: pass sar=")
-    dev = torch.device(device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(dev).eval()
+    if keep_clear and mask is None:
+        raise ValueError("keep_clear=True keeps observed values where a cloud mask is clear, but no mask was given: pass mask= "
+                         "(on the command line: --keep-clear needs --mask MASK.tif)")
+    if steps is not None and steps < 1: raise ValueError(f"steps must be at least 1 (or None for the config's), got {steps}")
+
+
+@dataclass
+class _Scene:
+    "The open inputs of one run (dates, [SAR], [mask]) and how their values map to and from the model's."
+    srcs: list                    # open rasterio datasets, in that order
+    idx: list                     # the band indexes (1-based) of each date
+    n_dates: int
+    has_sar: bool
+    keep_clear: bool              # a mask is the last of `srcs`
+    lo: float
+    hi: float
+    clip: bool
+    dtype: str                    # of the output
+    nodata: float | None          # of the output (`_output_nodata`)
+
+# %% ../nbs/13_inference.ipynb #b1e30013
+def _read_block(scene: _Scene, win) -> tuple[np.ndarray, np.ndarray]:
+    "The dates' pixels in `win` as float64 `[T, C, h, w]`, and where they are valid `[h, w]`."
+    raw = np.stack([_read(s, ix, window=win).astype(np.float64) for s, ix in zip(scene.srcs, scene.idx)])
+    valid = np.isfinite(raw).all((0, 1))
+    nodata = scene.srcs[0].nodata
+    if nodata is not None and not math.isnan(nodata): valid &= ~(raw == nodata).all(1).any(0)
+    if scene.nodata is None and not valid.all():
+        raise DataError(f"{scene.srcs[0].name} has NaN or infinite pixels but no nodata value, and a {scene.dtype} output cannot "
+                        "mark them: write float32 (out_dtype='float32'; on the command line --float32), or give the input a nodata value")
+    return raw, valid
+
+
+def _sample_block(model: EMRDM, den: TiledDenoiser, scene: _Scene, raw: np.ndarray, valid: np.ndarray, win,
+                  sigmas, seed: int, generator, sampler_options: dict) -> np.ndarray:
+    "The physical-units prediction `[C, h, w]` of the block read through `win`; its initial noise is the scene's (`_cell_noise`)."
+    fill = np.where(np.isfinite(raw) & valid, raw, scene.lo)
+    cloudy = torch.from_numpy(to_model_space(fill, scene.lo, scene.hi, scene.clip)).float()            # [T, C, h, w]
+    mu, cond = _model_inputs(model.config, cloudy, scene.srcs, scene.n_dates, scene.has_sar, win)
+    noise = _cell_noise(tuple(mu.shape[:-2]), win.row_off, win.col_off, win.height, win.width, seed)
+    dev = sigmas.device
+    pred = residual_sample(den, mu[None].to(dev), sigmas, model.schedule, None if cond is None else cond[None].to(dev),
+                           noise=noise[None].to(dev), generator=generator, **_sampler(model.config, sampler_options))
+    return from_model_space(pred[0].double().cpu().numpy(), scene.lo, scene.hi)
+
+# %% ../nbs/13_inference.ipynb #b1e30015
+def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tuple, window: tuple, sigmas, seed: int,
+                 sampler_options: dict) -> int:
+    "Sample block `core` (read through `window`, see `_blocks`) and write its core to `dst`; the count of valid pixels written."
+    from rasterio.windows import Window
+    (cy, cx, ch, cw), (y0, x0, y1, x1) = core, window
+    win, (ry, rx) = Window(x0, y0, x1 - x0, y1 - y0), (cy - y0, cx - x0)
+    raw, valid = _read_block(scene, win)
+    n_valid, C = int(valid[ry:ry + ch, rx:rx + cw].sum()), model.config.network.out_channels
+    if n_valid == 0:                                                        # nothing to sample: nodata, as it came
+        if den.progress is not None: den.progress.update(tile_steps([(core, window)], den.tile, den.overlap, len(sigmas) - 1)[1])
+        dst.write(np.full((C, ch, cw), scene.nodata, dtype=scene.dtype), window=Window(cx, cy, cw, ch))
+        return 0
+    gen = torch.Generator().manual_seed(seed + 7919 * (cy * scene.srcs[0].width + cx))             # the churn noise
+    phys = _sample_block(model, den, scene, raw, valid, win, sigmas, seed, gen, sampler_options)
+    clear = _read(scene.srcs[-1], 1, window=win) == 0 if scene.keep_clear else None
+    values = _file_values(phys, scene.dtype, valid, scene.nodata, clear, raw[0, :C])
+    dst.write(values[:, ry:ry + ch, rx:rx + cw], window=Window(cx, cy, cw, ch))
+    return n_valid
+
+# %% ../nbs/13_inference.ipynb #0c942314
+def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, mask=None, bands=None,
+                  tile: int = 256, overlap: int = 64, batch_size: int = 4, max_pixels: int = 4096 * 4096,
+                  value_range=None, keep_clear: bool = False, out_dtype: str | None = None, steps: int | None = None,
+                  seed: int = 0, device="auto", progress: bool = True, overwrite: bool = False, max_work: int | None = 100_000,
+                  **sampler_options) -> Path:
+    "Remove clouds from a GeoTIFF (or several co-registered dates); write a GeoTIFF on the same grid to `out`."
+    import rasterio
+    cfg, dates = model.config, [cloudy] if isinstance(cloudy, (str, Path)) else list(cloudy)
+    _check_request(cfg, dates, sar, mask, keep_clear, steps)
+    den, dev = TiledDenoiser(model, tile, overlap, batch_size), choose_device(device)
+    inputs = dates + [p for p in (sar, mask) if p is not None]
+    out = check_output(out, inputs, overwrite)
     (lo, hi), clip = _range(cfg, value_range)
-    srcs = _open_all(dates + ([sar] if sar is not None else []) + ([mask] if mask is not None else []))
+    srcs = _open_all(inputs)
     try:
         ref = srcs[0]
+        blocks, sigmas = _blocks(ref.height, ref.width, tile, overlap, max_pixels), model.sigmas(steps, dev, torch.float32)
+        tiles, work = tile_steps(blocks, tile, overlap, len(sigmas) - 1)
+        _check_work(ref.name, ref.height, ref.width, tiles, len(sigmas) - 1, max_work)
         idx = _check_inputs(cfg, srcs, len(dates), sar is not None, bands, lo, hi, value_range is not None)
-        H, W, nodata = ref.height, ref.width, ref.nodata
         dtype = out_dtype or ref.dtypes[0]
-        out = Path(out)
+        scene = _Scene(srcs, idx, len(dates), sar is not None, keep_clear, lo, hi, clip, dtype, _output_nodata(ref.nodata, dtype))
+        model.to(dev).eval()
         out.parent.mkdir(parents=True, exist_ok=True)
-        part = out.with_name(f".{out.name}.part")
-        whole = H * W <= max_pixels                                             # one block, or windows with a halo
-        size = max(int(math.sqrt(max_pixels)) // tile * tile, tile)
-        halo = 0 if whole else overlap
-        cores = [(0, 0, H, W)] if whole else \
-            [(y, x, min(size, H - y), min(size, W - x)) for y in range(0, H, size) for x in range(0, W, size)]
-        sigmas = model.sigmas(steps, dev, torch.float32)
-        n_tiles = sum(len(tile_starts(min(h + 2 * halo, H), tile, overlap)) * len(tile_starts(min(w + 2 * halo, W), tile, overlap))
-                      for _, _, h, w in cores)
-        bar = tqdm(total=n_tiles * (len(sigmas) - 1), desc="remove-clouds (tiles x steps)", disable=not progress)
-        with rasterio.open(part, "w", **_output_profile(ref, cfg.network.out_channels, dtype)) as dst:
+        den.progress = tqdm(total=work, desc="remove-clouds (tiles x steps)", disable=not progress)
+        with den.progress, atomic_path(out) as part, \
+             rasterio.open(part, "w", **_output_profile(ref, cfg.network.out_channels, dtype, scene.nodata)) as dst:
             for i, d in _descriptions(ref, idx[0], cfg.network.out_channels): dst.set_band_description(i, d)
-            for cy, cx, ch, cw in cores:
-                y0, x0 = max(cy - halo, 0), max(cx - halo, 0)
-                y1, x1 = min(cy + ch + halo, H), min(cx + cw + halo, W)
-                win = Window(x0, y0, x1 - x0, y1 - y0)
-                raw = np.stack([s.read(ix, window=win).astype(np.float64) for s, ix in zip(srcs, idx)])       # [T, C, h, w]
-                valid = np.isfinite(raw).all((0, 1))                                # nodata: every band of a date
-                if nodata is not None: valid &= ~(raw == nodata).all(1).any(0)
-                fill = np.where(np.isfinite(raw) & valid, raw, lo)
-                cloudy_m = torch.from_numpy(to_model_space(fill, lo, hi, clip)).float()                      # [T, C, h, w]
-                mu, cond = _model_inputs(cfg, cloudy_m, srcs, len(dates), sar is not None, win)
-                lead = mu.shape[:-2]
-                noise = _cell_noise(tuple(lead), y0, x0, y1 - y0, x1 - x0, seed)
-                den = TiledDenoiser(model, tile, overlap, batch_size, bar)
-                pred = residual_sample(lambda x, s, c: den(x, s, c), mu[None].to(dev), sigmas, model.schedule,
-                                       None if cond is None else cond[None].to(dev), noise=noise[None].to(dev),
-                                       generator=torch.Generator().manual_seed(seed + 7919 * (cy * W + cx)), **_sampler(cfg, sampler_options))
-                phys = from_model_space(pred[0].double().cpu().numpy(), lo, hi)
-                clear = srcs[-1].read(1, window=win) == 0 if keep_clear and mask is not None else None
-                phys = _file_values(phys, dtype, valid, nodata, clear, raw[0, :phys.shape[0]])
-                ry, rx = cy - y0, cx - x0
-                dst.write(phys[:, ry:ry + ch, rx:rx + cw].astype(dtype), window=Window(cx, cy, cw, ch))
-        bar.close()
-        part.replace(out)
+            n_valid = sum(_write_block(dst, model, den, scene, core, window, sigmas, seed, sampler_options) for core, window in blocks)
+            if n_valid == 0:
+                what = "NaN or infinite" if ref.nodata is None else f"nodata ({ref.nodata:g}), NaN or infinite"
+                raise DataError(f"{ref.name}: no valid pixel, every pixel is {what}: there is nothing to remove clouds from")
         return out
     finally:
         for s in srcs: s.close()
-
 
 # %% ../nbs/13_inference.ipynb #655e584e
 def _sampler(cfg, overrides):
@@ -289,7 +405,7 @@ def _model_inputs(cfg, cloudy, srcs, n_dates, has_sar, win):
     img = cloudy[0]
     mu = img[:C]
     if has_sar:
-        s1 = srcs[n_dates].read(window=win).astype(np.float64)
+        s1 = _read(srcs[n_dates], window=win).astype(np.float64)
         s1 = torch.from_numpy(to_model_space(np.nan_to_num(s1, nan=-25.0), -25.0, 0.0, True)).float()
         return mu, torch.cat([s1, img])
     return mu, (img if cfg.network.in_channels > C else None)

@@ -19,8 +19,10 @@ from .model import EMRDM, Config, load_config
 from .metrics import DATASET_PROTOCOL, LPIPS, MetricsLog, image_metrics
 
 # %% auto #0
-__all__ = ['EMA', 'dataset_options', 'make_dataset', 'EMRDMTask', 'EMRDMData', 'load_model', 'initialise', 'ExceptionCheckpoint',
-           'fit', 'evaluate', 'to_physical', 'predict']
+__all__ = ['EMA', 'dataset_options', 'make_dataset', 'stream_seed', 'EpochSampler', 'EpochItems', 'EMRDMTask', 'EMRDMData',
+           'load_model', 'initialise', 'run_checkpoint', 'config_conflicts', 'stored_config', 'AtomicCheckpointIO',
+           'RunCheckpoints', 'TrainingInterrupted', 'StopOnSignal', 'ExceptionCheckpoint', 'fit', 'evaluate',
+           'to_physical', 'predict']
 
 # %% ../nbs/12_train.ipynb #e9cec7e7
 class EMA:
@@ -79,7 +81,57 @@ def make_dataset(cfg: Config, root, split: str, nir_root=None, dataset: str | No
 def _batch_inputs(model: EMRDM, batch: dict):
     return batch["target"], batch["mu"], batch.get("cond") if model.cond_channels else None
 
+# %% ../nbs/12_train.ipynb #c8b0611f
+def stream_seed(seed: int, *position: int) -> int:
+    "A 64-bit seed that depends on `seed` and `position` (epoch, batch, rank, stream) only: one reproducible stream each."
+    words = np.random.SeedSequence([seed % 2**64, *position]).generate_state(2, np.uint32)
+    return int(words[0]) | int(words[1]) << 32
+
+# %% ../nbs/12_train.ipynb #237f4dc1
+class EpochSampler(torch.utils.data.Sampler):
+    "(epoch, index) pairs: epoch e's shuffle of `n` samples drawn from (seed, e), this rank's share, from batch `start` on."
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1, batch_size: int = 1):
+        self.n, self.seed, self.shuffle, self.rank, self.world, self.batch_size = n, seed, shuffle, rank, world, batch_size
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int):
+        "Lightning calls this before every epoch; a new epoch starts at its first batch."
+        if epoch != self.epoch: self.epoch, self.start = epoch, 0
+
+    def resume_at(self, epoch: int, batches: int):
+        "Begin after the first `batches` batches of `epoch` (all of them: at the next epoch)."
+        per_epoch = math.ceil(len(self) / self.batch_size)
+        self.epoch, self.start = (epoch + 1, 0) if batches >= per_epoch else (epoch, batches)
+
+    def order(self, epoch: int) -> list[int]:
+        "This rank's samples of `epoch` in order; padded by wrapping around so that every rank has as many."
+        idx = np.random.default_rng([self.seed % 2**64, epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        return np.resize(idx, len(self) * self.world)[self.rank::self.world].tolist()
+
+    def __len__(self): return math.ceil(self.n / self.world)
+
+    def __iter__(self):
+        epoch, skip = self.epoch, self.start * self.batch_size
+        self.start = 0                                             # only the first pass after a resume is shortened
+        return iter([(epoch, i) for i in self.order(epoch)[skip:]])
+
+# %% ../nbs/12_train.ipynb #3f3181ff
+class EpochItems(torch.utils.data.Dataset):
+    "Indexed by (epoch, i): sample i with the crops and augmentations of that epoch, in whichever process loads it."
+    def __init__(self, dataset): self.dataset = dataset
+    def __len__(self): return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, i = key
+        ds = self.dataset
+        while ds is not None:                                      # e.g. RandomCrop(Sen2MTC(...)): each layer draws its own
+            if hasattr(ds, "set_epoch"): ds.set_epoch(epoch)
+            ds = ds.__dict__.get("dataset")
+        return self.dataset[i]
+
 # %% ../nbs/12_train.ipynb #5f63cb03
+import random
+
 import lightning as L
 
 
@@ -114,9 +166,18 @@ class EMRDMTask(L.LightningModule):
     def configure_optimizers(self):
         return torch.optim.AdamW(self.param_groups(), lr=self.lr, betas=(0.9, 0.999))
 
+    def _seed(self, batch_idx: int, stream: int) -> int:
+        return stream_seed(self.config.train.seed, self.current_epoch, batch_idx, self.global_rank, stream)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        "The global generators (dropout, anything a callback draws) start each batch from the batch's own seed."
+        s = self._seed(batch_idx, 1)
+        torch.manual_seed(s); np.random.seed(s % 2**32); random.seed(s)
+
     def training_step(self, batch, batch_idx):
         x0, mu, cond = _batch_inputs(self.model, batch)
-        loss = self.model.loss(x0, mu, cond).mean()
+        g = torch.Generator(device=x0.device).manual_seed(self._seed(batch_idx, 0))      # this batch's sigma and noise
+        loss = self.model.loss(x0, mu, cond, generator=g).mean()
         self.log("loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 
@@ -126,14 +187,6 @@ class EMRDMTask(L.LightningModule):
         self.ema.update(self.model.net)
 
     def on_fit_start(self): self.ema.to(self.device)
-
-    def on_train_epoch_start(self):
-        "New crops and augmentations each epoch (datasets draw them from seed, epoch and index)."
-        dm = getattr(self.trainer, "datamodule", None)
-        ds = getattr(dm, "train_set", None)
-        while ds is not None:
-            if hasattr(ds, "set_epoch"): ds.set_epoch(self.current_epoch)
-            ds = ds.__dict__.get("dataset")
 
     def validation_step(self, batch, batch_idx):
         x0, mu, cond = _batch_inputs(self.model, batch)
@@ -162,35 +215,47 @@ class EMRDMTask(L.LightningModule):
         with self.ema.applied(self.model.net): m.net.load_state_dict(self.model.net.state_dict())
         return m.eval()
 
-
+# %% ../nbs/12_train.ipynb #5a581a07
 class EMRDMData(L.LightningDataModule):
-    "Train/val/test loaders of a configuration's dataset; only the splits a stage needs are opened."
+    "Loaders of a configuration's dataset, in an order drawn from (seed, epoch), resumable mid-epoch; opens only the splits needed."
     def __init__(self, config: Config, root, nir_root=None, batch_size: int | None = None, num_workers: int = 0,
                  dataset: str | None = None, val_split: str | None = None, crop: int | None = None):
         super().__init__()
-        self.crop = crop
+        self.crop, self._resume = crop, None
         self.config, self.root, self.nir_root, self.dataset = config, root, nir_root, dataset
         self.batch_size, self.num_workers = batch_size or config.train.batch_size, num_workers
         name = dataset or config.data.dataset
         self.val_split = val_split or ("test" if name in ("cuhk-cr1", "cuhk-cr2", "l8cr") else "val" if name != "folder" else "all")
 
     def setup(self, stage=None):
+        "Open the splits of `stage` (once: `fit` opens them before training to report data problems early)."
         make = lambda split: make_dataset(self.config, self.root, split, self.nir_root, self.dataset)
         train_split = "all" if (self.dataset or self.config.data.dataset) == "folder" else "train"
-        if stage in (None, "fit"):
+        if stage in (None, "fit") and not hasattr(self, "train_set"):
             self.train_set, self.val_set = make(train_split), make(self.val_split)
             if self.crop:
                 from emrdm.data.core import RandomCrop
                 self.train_set = RandomCrop(self.train_set, self.crop, seed=self.config.train.seed)
-        if stage in (None, "test"): self.test_set = make("all" if train_split == "all" else "test")
+        if stage in (None, "test") and not hasattr(self, "test_set"): self.test_set = make("all" if train_split == "all" else "test")
 
-    def _loader(self, ds, shuffle):
-        return torch.utils.data.DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                                           persistent_workers=self.num_workers > 0, drop_last=False)
+    def _loader(self, ds, shuffle: bool) -> torch.utils.data.DataLoader:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        sampler = EpochSampler(len(ds), self.config.train.seed, shuffle, rank, world, self.batch_size)
+        if shuffle and self._resume is not None: sampler.resume_at(*self._resume); self._resume = None
+        return torch.utils.data.DataLoader(EpochItems(ds), batch_size=self.batch_size, sampler=sampler,
+                                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self): return self._loader(self.train_set, True)
     def val_dataloader(self): return self._loader(self.val_set, False)
     def test_dataloader(self): return self._loader(self.test_set, False)
+
+    def state_dict(self) -> dict:
+        "Where training is in its data (kept in every checkpoint): the epoch and how many of its batches are trained on."
+        if self.trainer is None: return {}
+        return {"epoch": self.trainer.current_epoch, "batches": self.trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state: dict):
+        if state: self._resume = (state["epoch"], state["batches"])
 
 # %% ../nbs/12_train.ipynb #46fb8501
 def load_model(path, config: Config | str | None = None, ema: bool = True, **kwargs) -> EMRDM:
@@ -223,10 +288,212 @@ def initialise(task: EMRDMTask, init) -> EMRDMTask:
     task.ema = EMA(task.model.net, task.ema.decay)
     return task
 
+# %% ../nbs/12_train.ipynb #fbd58201
+import os
+import re
+import shutil
+
+from .core import OutputError, check_output
+
+_RUN_PARTS = ("checkpoints", "logs", "tb")
+
+
+def _holds_run(out: Path) -> bool: return any((out / p).exists() for p in _RUN_PARTS)
+
+
+def run_checkpoint(out_dir, resume=None, overwrite: bool = False, inputs=()) -> Path | None:
+    "The checkpoint a run in `out_dir` resumes from (None: a new run), by the run-folder rule; an error says what to do."
+    from emrdm.checkpoint import CheckpointError
+    out = Path(out_dir)
+    if resume is not None and overwrite: raise ValueError("give resume (continue the run) or overwrite (start afresh), not both")
+    if resume is None:
+        if _holds_run(out) and not overwrite:
+            raise OutputError(f"{out} holds a training run (checkpoints, logs): pass resume (--resume) to continue it, "
+                              "overwrite (--overwrite) to start afresh, or choose another folder")
+        check_output(out, inputs, overwrite=overwrite, folder=True)
+        return None
+    check_output(out, inputs, overwrite=True, folder=True)
+    path = out / "checkpoints" / "last.ckpt" if resume is True else Path(resume)
+    if resume is True and not path.is_file():
+        raise CheckpointError(f"{out} has no checkpoints/last.ckpt to resume: name a checkpoint (--resume PATH) "
+                              "or start afresh (--overwrite)")
+    if _holds_run(out) and (out / "checkpoints").resolve() not in path.resolve().parents:
+        raise OutputError(f"{out} holds another run: resume {path} into a new folder, or resume one of {out}'s checkpoints")
+    return path
+
+
+def _clear_run(out: Path):
+    "Delete a run's checkpoints and logs (overwrite)."
+    for p in _RUN_PARTS: shutil.rmtree(out / p, ignore_errors=True)
+
+
+def _remove_stale_parts(folder: Path):
+    "Delete the temp files (`part_path` names) that processes which no longer run left in `folder`."
+    for f in folder.glob(".*.part*"):
+        m = re.search(r"\.(\d+)-[0-9a-f]+\.part", f.name)
+        if m and os.name == "posix" and not _running(int(m.group(1))): f.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return True
+
+# %% ../nbs/12_train.ipynb #8e6d692f
+def _flat(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict): yield from _flat(v, f"{prefix}{k}.")
+        else: yield f"{prefix}{k}", v
+
+
+def config_conflicts(stored: dict | Config, cfg: Config) -> list[str]:
+    "'key=stored value, not new value' for each dotted key where `cfg` differs from a checkpoint's configuration (name aside)."
+    old, new = dict(_flat(load_config(stored).to_dict())), dict(_flat(cfg.to_dict()))
+    return [f"{k}={old.get(k)!r}, not {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+            if k != "name" and old.get(k) != new.get(k)]
+
+
+def _training_checkpoint(path) -> dict:
+    "The contents of an emrdm training checkpoint (weights, optimiser, loops, configuration), or one clear error."
+    from emrdm.checkpoint import CheckpointError, read_checkpoint
+    ckpt = read_checkpoint(path)
+    if not {"emrdm_config", "loops", "optimizer_states", "state_dict"} <= ckpt.keys():
+        raise CheckpointError(f"{path} is not a checkpoint of emrdm training (no optimiser and loop state) and cannot be "
+                              "resumed: start a new run from its weights with --checkpoint (init=)")
+    return ckpt
+
+
+def stored_config(path) -> Config:
+    "The configuration kept in the training checkpoint `path`: the one a resumed run trains with."
+    return load_config(_training_checkpoint(path)["emrdm_config"])
+
+
+def _check_resumable(path, cfg: Config):
+    "Refuse a checkpoint that a run of `cfg` cannot continue, naming what differs."
+    from emrdm.model import ConfigError
+    diff = config_conflicts(_training_checkpoint(path)["emrdm_config"], cfg)
+    if diff:
+        more = f" (and {len(diff) - 1} more keys)" if len(diff) > 1 else ""
+        raise ConfigError(f"{path} was trained with {diff[0]}{more}; a resumed run keeps the configuration stored in its "
+                          "checkpoint: drop the conflicting --config/--set (or fit arguments), or fine-tune in a new run "
+                          "with --checkpoint")
+
+# %% ../nbs/12_train.ipynb #da821237
+def _training_length(cfg: Config, max_steps: int | None = None, max_epochs: int | None = None) -> dict:
+    "Lightning's `max_steps` and `max_epochs` (-1: no limit) by the rule above."
+    for name, v in (("max_steps", max_steps), ("max_epochs", max_epochs)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a whole number of at least 1 (or None), got {v!r}")
+    if max_steps is None and max_epochs is None: max_epochs = cfg.train.max_epochs
+    return {"max_steps": -1 if max_steps is None else max_steps, "max_epochs": -1 if max_epochs is None else max_epochs}
+
+# %% ../nbs/12_train.ipynb #e752fbab
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .core import atomic_path
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    "Lightning's checkpoint writer through a temp file beside the checkpoint, fsynced and renamed onto it."
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None):
+        if storage_options is not None or "://" in str(path):     # remote storage: Lightning's own way
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as part: torch.save(checkpoint, part)
+
+# %% ../nbs/12_train.ipynb #2c380b49
+class RunCheckpoints(L.Callback):
+    "Save `last.ckpt` (and `stepN.ckpt` every `every_n_steps` steps) after training steps: each epoch's last, the final."
+    def __init__(self, dirpath, every_n_steps: int | None = None):
+        self.dirpath, self.every, self.start, self.saved_step = Path(dirpath), every_n_steps, None, None
+
+    def on_train_start(self, trainer, pl_module): self.start = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        periodic = self.every is not None and step % self.every == 0
+        final = trainer.max_steps > 0 and step >= trainer.max_steps
+        if periodic or final or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or trainer.should_stop:
+            trainer.save_checkpoint(self.dirpath / "last.ckpt"); self.saved_step = step
+        if periodic: trainer.save_checkpoint(self.dirpath / f"step{step:08d}.ckpt")     # after last.ckpt: never newer
+
+    def on_train_end(self, trainer, pl_module):
+        "A run that stopped between steps (max_time, early stopping) still leaves its newest state."
+        if self.start is not None and self.start < trainer.global_step != self.saved_step:
+            trainer.save_checkpoint(self.dirpath / "last.ckpt")
+
+# %% ../nbs/12_train.ipynb #29f2604f
+class RunCheckpoints(L.Callback):
+    "Save `last.ckpt` (and `stepN.ckpt` every `every_n_steps` steps) after training steps: each epoch's last, the final."
+    def __init__(self, dirpath, every_n_steps: int | None = None):
+        self.dirpath, self.every, self.start, self.saved_step = Path(dirpath), every_n_steps, None, None
+
+    def on_train_start(self, trainer, pl_module): self.start = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        periodic = self.every is not None and step % self.every == 0
+        final = trainer.max_steps > 0 and step >= trainer.max_steps
+        if periodic: trainer.save_checkpoint(self.dirpath / f"step{step:08d}.ckpt")
+        if periodic or final or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or trainer.should_stop:
+            trainer.save_checkpoint(self.dirpath / "last.ckpt"); self.saved_step = step
+
+    def on_train_end(self, trainer, pl_module):
+        "A run that stopped between steps (max_time, early stopping) still leaves its newest state."
+        if self.start is not None and self.start < trainer.global_step != self.saved_step:
+            trainer.save_checkpoint(self.dirpath / "last.ckpt")
+
+# %% ../nbs/12_train.ipynb #7c491bb8
+import functools
+import signal
+import threading
+
+
+class TrainingInterrupted(Exception):
+    "Training stopped by SIGINT or SIGTERM after a whole step; `checkpoint` holds that state."
+    def __init__(self, signum: int, step: int, checkpoint=None):
+        super().__init__(signum, step)
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+    def __str__(self):
+        held = f"; {self.checkpoint} holds it: resume from it" if self.checkpoint else ""
+        return f"training stopped by {signal.Signals(self.signum).name} after step {self.step}{held}"
+
+
+class StopOnSignal(L.Callback):
+    "On SIGINT or SIGTERM, finish the step in progress, then raise `TrainingInterrupted`; a second signal ends the process."
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum, self._before = None, {s: signal.getsignal(s) for s in self.SIGNALS}
+
+    def setup(self, trainer, pl_module, stage):
+        "Install the handlers (after Lightning has installed its own, which they replace)."
+        if threading.current_thread() is not threading.main_thread(): return
+        for s in self.SIGNALS:
+            chain = signal.getsignal(s) if s == signal.SIGTERM and trainer.world_size > 1 else None
+            signal.signal(s, functools.partial(self._handle, chain=chain))
+
+    def _handle(self, signum, frame, chain=None):
+        if self.signum is not None:                                   # the second signal: its default action, now
+            signal.signal(signum, signal.SIG_DFL); signal.raise_signal(signum)
+        self.signum = signum
+        if callable(chain): chain(signum, frame)                      # several processes: Lightning stops them all
+
+    def on_train_batch_end(self, trainer, *args):
+        if self.signum is not None and not (self.signum == signal.SIGTERM and trainer.world_size > 1):
+            raise TrainingInterrupted(self.signum, trainer.global_step)
+
+    def restore(self):
+        "Put back the handlers that were there before training."
+        if threading.current_thread() is threading.main_thread():
+            for s, handler in self._before.items(): signal.signal(s, handler)
+
 # %% ../nbs/12_train.ipynb #8d3a63f8
 @contextlib.contextmanager
-def _quiet_lightning(verbose: bool = False, resuming: bool = False):
-    "Lightning's info lines only when `verbose`; no warnings about our own deliberate calls; levels restored after."
+def _quiet_lightning(verbose: bool = False):
+    "Lightning's info lines only when `verbose`; no warnings about our own deliberate choices; levels restored after."
     import logging
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
     levels = [lg.level for lg in loggers]
@@ -235,71 +502,84 @@ def _quiet_lightning(verbose: bool = False, resuming: bool = False):
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-            if resuming: warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
             yield
     finally:
         for lg, level in zip(loggers, levels): lg.setLevel(level)
 
 # %% ../nbs/12_train.ipynb #254408f5
 class ExceptionCheckpoint(L.Callback):
-    "Save `dirpath/on_exception.ckpt` when training raises (SIGTERM included), atomically; never resume by itself."
-    def __init__(self, dirpath): self.path = Path(dirpath) / "on_exception.ckpt"
+    "On SIGINT/SIGTERM save `last.ckpt` (resumable exactly), on any other exception `on_exception.ckpt`; never resume."
+    def __init__(self, dirpath): self.dirpath = Path(dirpath)
 
     def on_exception(self, trainer, pl_module, exception):
-        part = self.path.with_name(f".{self.path.name}.part")
-        trainer.save_checkpoint(part)
-        if trainer.is_global_zero: part.replace(self.path)
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+        if trainer.global_step == 0: return                           # nothing trained yet (or setup failed): nothing to keep
+        stopped = isinstance(exception, (TrainingInterrupted, SIGTERMException))
+        path = self.dirpath / ("last.ckpt" if stopped else "on_exception.ckpt")
+        trainer.save_checkpoint(path)                                 # atomic through fit's AtomicCheckpointIO
+        if isinstance(exception, TrainingInterrupted): exception.checkpoint = path
+
+# %% ../nbs/12_train.ipynb #5aa30deb
+def _run_config(config: Config | str, seed: int | None, task_kwargs: dict) -> tuple[Config, dict]:
+    "The run's configuration, with `seed` and the `lr`, `weight_decay`, `ema_decay` given to `fit` written into `train`."
+    cfg = config if isinstance(config, Config) else load_config(config)
+    keys = ("lr", "weight_decay", "ema_decay")
+    sets = {f"train.{k}": task_kwargs[k] for k in keys if task_kwargs.get(k) is not None}
+    if seed is not None: sets["train.seed"] = seed
+    return (load_config(cfg, sets) if sets else cfg), {k: v for k, v in task_kwargs.items() if k not in keys}
 
 # %% ../nbs/12_train.ipynb #7276da2b
 def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int | None = None, max_epochs: int | None = None,
-        resume=None, init=None, devices="auto", accelerator="auto", num_nodes: int = 1, strategy="auto", precision="32-true",
-        tf32: bool = False, num_workers: int = 0, val_every_n_steps: int | None = None, val_batches: int = 2,
-        dataset: str | None = None, seed: int | None = None, tensorboard: bool = False, progress: bool = True,
-        checkpoint_every_n_steps: int | None = None, callbacks=(), max_time: str | None = None, crop: int | None = None,
-        verbose: bool = False, **task_kwargs) -> EMRDMTask:
-    "Train (or `resume`, or fine-tune from `init` weights) a model; checkpoints and logs go to `out_dir`. Returns the task."
+        resume=None, overwrite: bool = False, init=None, devices="auto", accelerator="auto", num_nodes: int = 1,
+        strategy="auto", precision="32-true", tf32: bool = False, num_workers: int = 0, val_every_n_steps: int | None = None,
+        val_batches: int = 2, dataset: str | None = None, seed: int | None = None, tensorboard: bool = False,
+        progress: bool = True, checkpoint_every_n_steps: int | None = None, callbacks=(), max_time: str | None = None,
+        crop: int | None = None, verbose: bool = False, **task_kwargs) -> EMRDMTask:
+    "Train a new run in `out_dir`, `resume` one (True: from its last.ckpt) or start afresh (`overwrite`); `init`: fine-tune."
     import importlib.util
     import inspect
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
     if tensorboard and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
         raise ModuleNotFoundError("tensorboard=True (emrdm train --tensorboard) needs TensorBoard: pip install 'emrdm[tensorboard]'")
-    cfg = config if isinstance(config, Config) else load_config(config)
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.train.seed if seed is None else seed, workers=True, verbose=False)
-    if tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if resume is not None and init is not None:
         raise ValueError("give resume= (continue a run: weights, optimiser, step) or init= (new run from weights), not both")
+    cfg, task_kwargs = _run_config(config, seed, task_kwargs)
+    limits, out = _training_length(cfg, max_steps, max_epochs), Path(out_dir)
+    inputs = [p for p in (data_root, nir_root, init if isinstance(init, (str, os.PathLike)) else None) if p is not None]
+    ckpt_path = run_checkpoint(out, resume, overwrite, inputs)
+    if ckpt_path is not None: _check_resumable(ckpt_path, cfg)
+    data = EMRDMData(cfg, data_root, nir_root, num_workers=num_workers, dataset=dataset, crop=crop)
+    data.setup("fit")
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)                # the new weights' initialisation
+    if tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     task = EMRDMTask(cfg, val_batches=val_batches, **task_kwargs)
     if init is not None: initialise(task, init)
-    data = EMRDMData(cfg, data_root, nir_root, num_workers=num_workers, dataset=dataset, crop=crop)
+    if overwrite: _clear_run(out)
+    if ckpt_path is not None: _remove_stale_parts(out / "checkpoints")
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir, stop = out / "checkpoints", StopOnSignal()
     loggers = [CSVLogger(out, name="logs")] + ([TensorBoardLogger(out, name="tb")] if tensorboard else [])
-    ckpt_dir = out / "checkpoints"
-    callbacks = [ModelCheckpoint(ckpt_dir, filename="step{step:08d}", save_last=True, auto_insert_metric_name=False,
-                                 every_n_train_steps=checkpoint_every_n_steps, save_top_k=-1 if checkpoint_every_n_steps else 1),
-                 ExceptionCheckpoint(ckpt_dir), *callbacks]
-    with _quiet_lightning(verbose, resuming=resume is not None):
-        trainer = L.Trainer(default_root_dir=out, max_steps=-1 if max_steps is None else max_steps,
-                            max_epochs=max_epochs if max_steps is None else None, max_time=max_time, devices=devices,
-                            accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision,
-                            logger=loggers, callbacks=callbacks, val_check_interval=val_every_n_steps,
-                            check_val_every_n_epoch=None if val_every_n_steps else cfg.train.val_every_n_epochs,
-                            limit_val_batches=max(val_batches, 1), enable_progress_bar=progress, enable_model_summary=False,
-                            num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
-        weights_only = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
-        trainer.fit(task, datamodule=data, ckpt_path=resume, **weights_only)      # our own checkpoints: tensors and dicts only
+    callbacks = [stop, RunCheckpoints(ckpt_dir, checkpoint_every_n_steps), ExceptionCheckpoint(ckpt_dir), *callbacks]
+    try:
+        with _quiet_lightning(verbose):
+            trainer = L.Trainer(default_root_dir=out, **limits, max_time=max_time, devices=devices, accelerator=accelerator,
+                                num_nodes=num_nodes, strategy=strategy, precision=precision, logger=loggers,
+                                callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_checkpointing=False,
+                                use_distributed_sampler=False, val_check_interval=val_every_n_steps,
+                                check_val_every_n_epoch=None if val_every_n_steps else cfg.train.val_every_n_epochs,
+                                limit_val_batches=max(val_batches, 1), enable_progress_bar=progress,
+                                enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
+            weights_only = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+            trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, **weights_only)   # our own checkpoints: tensors, dicts
+    except SIGTERMException:                                            # several processes: Lightning's SIGTERM path
+        raise TrainingInterrupted(signal.SIGTERM, trainer.global_step, ckpt_dir / "last.ckpt") from None
+    finally: stop.restore()
+    if stop.signum is not None: raise TrainingInterrupted(stop.signum, trainer.global_step, ckpt_dir / "last.ckpt")
     return task
 
 # %% ../nbs/12_train.ipynb #25dfc435
-def _device(device):
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            return torch.device("cuda", rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def _shard(dataset):
     "Under torch.distributed, rank r takes samples r, r + world, ...: every image exactly once, no padding."
     if not torch.distributed.is_initialized(): return dataset, list(range(len(dataset)))
@@ -322,6 +602,12 @@ def _is_main() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
+def _check_sampling(batch_size: int, steps: int | None) -> None:
+    "Refuse a batch size or a step count that cannot be meant (0 steps used to mean the config's, silently)."
+    if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if steps is not None and steps < 1: raise ValueError(f"steps must be at least 1 (or None for the config's), got {steps}")
+
+
 def _sampled(model: EMRDM, dataset, batch_size, dev, seed, steps, progress, desc, **sampler_options):
     "Yield (batch, predictions, dataset indices) over this rank's share of `dataset`; image i's noise is seeded by i."
     from tqdm.auto import tqdm
@@ -336,12 +622,34 @@ def _sampled(model: EMRDM, dataset, batch_size, dev, seed, steps, progress, desc
         yield batch, pred, idx
         k += mu.shape[0]
 
+# %% ../nbs/12_train.ipynb #c0a11e02
+def _input_files(dataset) -> list[Path]:
+    "One file from each folder `dataset` reads (by its `files(i)`); none for a dataset that cannot list its files."
+    first = {}
+    try:
+        for i in range(len(dataset)):
+            for f in dataset.files(i): first.setdefault(Path(f).parent, Path(f))
+    except (AttributeError, NotImplementedError): return []
+    return list(first.values())
 
+
+def _output_folder(out_dir, dataset, overwrite: bool) -> Path:
+    "`out_dir`, made once `check_output` has passed it on every process: no folder holding inputs, no file, an existing one only if empty or `overwrite`."
+    from emrdm.core import check_output
+    out = check_output(out_dir, _input_files(dataset), overwrite, folder=True)
+    if torch.distributed.is_initialized(): torch.distributed.barrier()         # every rank checked before any writes
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+# %% ../nbs/12_train.ipynb #c0a11e04
 def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol: str | None = None, mode: str = "parity",
              lpips: LPIPS | None = None, device="auto", seed: int = 0, steps: int | None = None, progress: bool = True,
-             **sampler_options) -> MetricsLog:
+             overwrite: bool = False, **sampler_options) -> MetricsLog:
     "Sample every image of `dataset` with `model`, score it; write metrics.csv and summary.csv to `out_dir` if given."
-    dev = _device(device)
+    from emrdm.core import choose_device
+    _check_sampling(batch_size, steps)
+    dev = choose_device(device)
+    out = None if out_dir is None else _output_folder(out_dir, dataset, overwrite)
     model = model.to(dev).eval()
     protocol = protocol or DATASET_PROTOCOL.get(model.config.data.dataset, "sen12mscr")
     if lpips is None: lpips = LPIPS()
@@ -352,9 +660,7 @@ def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol:
             for i in range(pred.shape[0]): log.add(batch["path"][i], image_metrics(batch["target"][i], pred[i], protocol, mode, lpips))
             order += idx
     log = _gather(log, order)
-    if out_dir is not None and _is_main():
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        log.to_csv(Path(out_dir) / "metrics.csv"); log.summary_csv(Path(out_dir) / "summary.csv")
+    if out is not None and _is_main(): log.to_csv(out / "metrics.csv"); log.summary_csv(out / "summary.csv")
     return log
 
 # %% ../nbs/12_train.ipynb #b0b26f5e
@@ -396,34 +702,54 @@ def _preview(arr: np.ndarray, dataset) -> np.ndarray:
         rgb = rgb / hi * 255
     return np.clip(rgb, 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
+# %% ../nbs/12_train.ipynb #c0a11e06
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+def _output_stem(path, index: int, taken: set) -> str:
+    "The file stem of sample `index`'s prediction: its file name less an image suffix, `-index` added while `taken`; adds it to `taken`."
+    name = Path(str(path)).name
+    suffix = Path(name).suffix
+    stem = name[:-len(suffix)] if suffix.lower() in _IMAGE_SUFFIXES else name
+    while stem in taken: stem = f"{stem}-{index}"
+    taken.add(stem)
+    return stem
+
+# %% ../nbs/12_train.ipynb #c0a11e08
+def _write_prediction(out: Path, stem: str, x: torch.Tensor, dataset, i: int) -> None:
+    "Sample `i`'s prediction `x` (model space) as `{stem}.tif` in the dataset's units, georeferenced as its input, and `{stem}.png`."
+    import rasterio
+    from PIL import Image
+    from emrdm.core import atomic_path
+    from emrdm.inference import off_nodata
+    arr, dtype = to_physical(x, dataset)
+    prof = _input_profile(dataset, i)
+    arr = off_nodata(arr.astype(dtype), prof.get("nodata"))
+    meta = dict(driver="GTiff", height=arr.shape[1], width=arr.shape[2], count=arr.shape[0], dtype=dtype,
+                crs=prof.get("crs"), transform=prof.get("transform") or rasterio.transform.IDENTITY, nodata=prof.get("nodata"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with atomic_path(out / f"{stem}.tif") as part, rasterio.open(part, "w", **meta) as dst: dst.write(arr)
+    with atomic_path(out / f"{stem}.png") as part: Image.fromarray(_preview(arr, dataset)).save(part)   # PIL: format from the suffix
+
 
 def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", seed: int = 0, steps: int | None = None,
             metrics: bool = True, protocol: str | None = None, mode: str = "parity", progress: bool = True,
-            **sampler_options) -> MetricsLog | None:
+            overwrite: bool = False, **sampler_options) -> MetricsLog | None:
     "Write each prediction as a GeoTIFF (physical units, input georeferencing) and a PNG preview; score if targets exist."
-    import rasterio
-    from PIL import Image
-    dev, out = _device(device), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from emrdm.core import choose_device
+    _check_sampling(batch_size, steps)
+    dev = choose_device(device)
+    out = _output_folder(out_dir, dataset, overwrite)
     model = model.to(dev).eval()
     protocol = protocol or DATASET_PROTOCOL.get(model.config.data.dataset, "sen12mscr")
     lpips = LPIPS() if metrics else None
-    log, order = MetricsLog(), []
+    log, order, taken = MetricsLog(), [], set()
     with warnings.catch_warnings():
         warnings.filterwarnings("once", message="LPIPS is reported")
         for batch, pred, idx in _sampled(model, dataset, batch_size, dev, seed, steps, progress, "predicting", **sampler_options):
             for i, j in enumerate(idx):
-                arr, dtype = to_physical(pred[i], dataset)
-                stem = Path(batch["path"][i]).name.split(".")[0]
-                prof = _input_profile(dataset, j)
-                meta = dict(driver="GTiff", height=arr.shape[1], width=arr.shape[2], count=arr.shape[0], dtype=dtype,
-                            crs=prof.get("crs"), transform=prof.get("transform") or rasterio.transform.IDENTITY, nodata=prof.get("nodata"))
-                tmp = out / f".{stem}.tif.part"
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    with rasterio.open(tmp, "w", **meta) as dst: dst.write(arr)
-                tmp.replace(out / f"{stem}.tif")
-                Image.fromarray(_preview(arr, dataset)).save(out / f"{stem}.png")
+                _write_prediction(out, _output_stem(batch["path"][i], j, taken), pred[i], dataset, j)
                 if metrics and "target" in batch: log.add(batch["path"][i], image_metrics(batch["target"][i], pred[i], protocol, mode, lpips))
             order += idx
     log = _gather(log, order)
