@@ -25,32 +25,32 @@ __all__ = ['CONFIG_DIR', 'TemporalConfig', 'NetworkConfig', 'DiffusionConfig', '
 # %% ../nbs/08_config.ipynb #2a7f5cb3
 @dataclass
 class TemporalConfig:
-    "The L-TAE date fusion of the temporal network."
-    n_heads: int = 16
-    d_model: int = 768
-    d_k: int = 48
-    positional_encoding: bool = False
-    agg_mode: str = "att_group"
-    dropout: float = 0.0
-    mlp: list = field(default_factory=lambda: [768, 1536])
-    pad_value: float | None = 0.0
+    "The L-TAE date fusion of the temporal network (every value from the YAML: the released ones in sen2mtc.yaml)."
+    n_heads: int
+    d_model: int
+    d_k: int
+    positional_encoding: bool
+    agg_mode: str
+    dropout: float
+    mlp: list
+    pad_value: float | None
 
 
 @dataclass
 class NetworkConfig:
-    "Hyper-parameters of the denoising network; `temporal` set means several dates."
-    in_channels: int = 8
-    out_channels: int = 4
-    patch_size: list = field(default_factory=lambda: [1, 1])
-    widths: list = field(default_factory=lambda: [128, 256, 384, 768])
-    depths: list = field(default_factory=lambda: [2, 2, 2, 2])
-    d_ffs: list = field(default_factory=lambda: [256, 512, 768, 1536])
-    self_attns: list = field(default_factory=lambda: [{"type": "neighborhood", "d_head": 64, "kernel_size": 7}] * 2 + [{"type": "global", "d_head": 64}] * 2)
-    dropout_rate: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.1])
-    mapping_depth: int = 2
-    mapping_width: int = 768
-    mapping_d_ff: int = 1536
-    mapping_dropout_rate: float = 0.1
+    "Hyper-parameters of the denoising network (no defaults: the released ones are in the packaged YAML); `temporal` set means several dates."
+    in_channels: int
+    out_channels: int
+    patch_size: list
+    widths: list
+    depths: list
+    d_ffs: list
+    self_attns: list
+    dropout_rate: list
+    mapping_depth: int
+    mapping_width: int
+    mapping_d_ff: int
+    mapping_dropout_rate: float
     tanh: bool = False
     temporal: TemporalConfig | None = None
 
@@ -106,8 +106,8 @@ class TrainConfig:
 @dataclass
 class Config:
     "A whole EMRDM configuration."
+    network: NetworkConfig                         # the architecture has no defaults: it is written in the YAML only
     name: str = "custom"
-    network: NetworkConfig = field(default_factory=NetworkConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -162,6 +162,9 @@ def _from_dict(cls, d: dict, where: str):
         sub = _NESTED.get((cls, key))
         if sub is not None: kwargs[key] = _from_dict(sub, value, f"{where}{key}.") if value is not None else None
         else: kwargs[key] = _typed(value, str(types[key]), f"{where}{key}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing: raise ConfigError(f"missing key(s) {', '.join(repr(where + m) for m in missing)}: start from a packaged config with `base:`")
     return cls(**kwargs)
 
 

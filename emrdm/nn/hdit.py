@@ -17,10 +17,10 @@ from torch.utils.checkpoint import checkpoint
 from .attention import global_attention, neighborhood_attention
 
 # %% auto #0
-__all__ = ['NA7', 'GLOBAL', 'MONO_HDIT', 'rms_norm', 'RMSNorm', 'AdaRMSNorm', 'LinearGEGLU', 'zero_init', 'make_axial_pos',
-           'downscale_pos', 'rope_freqs', 'apply_rope', 'AxialRoPE', 'scale_for_cosine_sim', 'SelfAttentionBlock',
-           'FeedForwardBlock', 'TransformerLayer', 'Level', 'FourierFeatures', 'MappingFeedForwardBlock',
-           'MappingNetwork', 'TokenMerge', 'TokenSplitWithoutSkip', 'TokenSplit', 'HDiT']
+__all__ = ['rms_norm', 'RMSNorm', 'AdaRMSNorm', 'LinearGEGLU', 'zero_init', 'make_axial_pos', 'downscale_pos', 'rope_freqs',
+           'apply_rope', 'AxialRoPE', 'scale_for_cosine_sim', 'SelfAttentionBlock', 'FeedForwardBlock',
+           'TransformerLayer', 'Level', 'FourierFeatures', 'MappingFeedForwardBlock', 'MappingNetwork', 'TokenMerge',
+           'TokenSplitWithoutSkip', 'TokenSplit', 'HDiT']
 
 # %% ../../nbs/06_hdit.ipynb #f7bb4b46
 def rms_norm(x: Tensor, scale: Tensor, eps: float = 1e-6) -> Tensor:
@@ -273,13 +273,10 @@ def _attn_spec(spec: dict) -> tuple[int, int | None]:
 
 class HDiT(nn.Module):
     "Hourglass diffusion transformer: `[B, in_channels, H, W]` and `c_noise [B]` -> `[B, out_channels, H, W]`."
-    def __init__(self, in_channels: int, out_channels: int, patch_size=(1, 1), widths=(128, 256, 384, 768),
-                 depths=(2, 2, 2, 2), d_ffs=(256, 512, 768, 1536), self_attns=None, dropout_rate=(0.0, 0.0, 0.0, 0.1),
-                 mapping_depth: int = 2, mapping_width: int = 768, mapping_d_ff: int = 1536,
-                 mapping_dropout_rate: float = 0.1, tanh: bool = False, attn_backend: str = "auto",
-                 na_backend: str = "auto", temporal_encoder: nn.Module | None = None):
+    def __init__(self, in_channels: int, out_channels: int, *, patch_size, widths, depths, d_ffs, self_attns, dropout_rate,
+                 mapping_depth: int, mapping_width: int, mapping_d_ff: int, mapping_dropout_rate: float, tanh: bool = False,
+                 attn_backend: str = "auto", na_backend: str = "auto", temporal_encoder: nn.Module | None = None):
         super().__init__()
-        self_attns = self_attns or [{"type": "neighborhood", "d_head": 64, "kernel_size": 7}] * 2 + [{"type": "global", "d_head": 64}] * (len(widths) - 2)
         n = len(widths)
         if not (len(depths) == len(d_ffs) == len(self_attns) == len(dropout_rate) == n):
             raise ValueError("widths, depths, d_ffs, self_attns and dropout_rate need one entry per level: "
@@ -344,10 +341,3 @@ class HDiT(nn.Module):
         for up, split, (skip, pos) in reversed(list(zip(self.up_levels, self.splits, skips))):
             x = up(split(x, skip), pos, cond)
         return self._finish(x)
-
-# %% ../../nbs/06_hdit.ipynb #64170583
-NA7 = {"type": "neighborhood", "d_head": 64, "kernel_size": 7}
-GLOBAL = {"type": "global", "d_head": 64}
-MONO_HDIT = dict(patch_size=(1, 1), widths=(128, 256, 384, 768), depths=(2, 2, 2, 2), d_ffs=(256, 512, 768, 1536),
-                 self_attns=(NA7, NA7, GLOBAL, GLOBAL), dropout_rate=(0.0, 0.0, 0.0, 0.1), mapping_depth=2,
-                 mapping_width=768, mapping_d_ff=1536, mapping_dropout_rate=0.1)

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .hdit import HDiT, AdaRMSNorm, FeedForwardBlock, make_axial_pos, downscale_pos, zero_init, NA7, GLOBAL
+from .hdit import HDiT, AdaRMSNorm, FeedForwardBlock, make_axial_pos, downscale_pos, zero_init
 
 # %% auto #0
-__all__ = ['TEMPORAL_HDIT', 'TemporalAttentionHeads', 'LTAELayer', 'temporal_aggregate', 'TemporalHDiT']
+__all__ = ['TemporalAttentionHeads', 'LTAELayer', 'temporal_aggregate', 'TemporalHDiT']
 
 # %% ../../nbs/07_temporal.ipynb #dfdec79c
 class TemporalAttentionHeads(nn.Module):
@@ -70,15 +70,15 @@ def temporal_aggregate(skip: Tensor, attn: Tensor, pad_mask: Tensor | None = Non
 # %% ../../nbs/07_temporal.ipynb #6aca1bdf
 class TemporalHDiT(HDiT):
     "HDiT over several dates: `[B, T, in_channels, H, W]`, `c_noise [B]` -> `[B, out_channels, H, W]`."
-    def __init__(self, in_channels: int, out_channels: int, temporal_n_heads: int = 16, temporal_d_model: int = 768,
-                 temporal_d_k: int = 48, temporal_positional_encoding: bool = False, temporal_agg_mode: str = "att_group",
-                 temporal_dropout: float = 0.0, temporal_mlp=(768, 1536), pad_value: float | None = 0.0, **hdit_kwargs):
+    def __init__(self, in_channels: int, out_channels: int, *, temporal_n_heads: int, temporal_d_model: int, temporal_d_k: int,
+                 temporal_positional_encoding: bool, temporal_agg_mode: str, temporal_dropout: float, temporal_mlp,
+                 pad_value: float | None, **hdit_kwargs):
         if temporal_agg_mode != "att_group":
             raise ValueError(f"temporal_agg_mode must be 'att_group' (the released models' mode), got {temporal_agg_mode!r}")
-        widths = hdit_kwargs.get("widths", (128, 256, 384, 768))
+        widths = hdit_kwargs["widths"]
         if widths[-1] != temporal_d_model:
             raise ValueError(f"the last width ({widths[-1]}) must equal temporal_d_model ({temporal_d_model})")
-        mw = hdit_kwargs.get("mapping_width", 768)
+        mw = hdit_kwargs["mapping_width"]
         encoder = LTAELayer(temporal_n_heads, temporal_d_model, temporal_d_k, mw, temporal_mlp, temporal_dropout,
                             temporal_positional_encoding)
         super().__init__(in_channels, out_channels, temporal_encoder=encoder, **hdit_kwargs)
@@ -107,10 +107,3 @@ class TemporalHDiT(HDiT):
             x = up(split(x, temporal_aggregate(skip, attn, pad_mask)), pos, cond)
         out = self._finish(x)
         return (out, attn) if return_attn else out
-
-# %% ../../nbs/07_temporal.ipynb #24228adc
-TEMPORAL_HDIT = dict(patch_size=(4, 4), widths=(256, 512, 768), depths=(2, 2, 16), d_ffs=(512, 1024, 1536),
-                     self_attns=(NA7, NA7, GLOBAL), dropout_rate=(0.0, 0.0, 0.0), mapping_depth=2, mapping_width=768,
-                     mapping_d_ff=1536, mapping_dropout_rate=0.1, temporal_n_heads=16, temporal_d_model=768,
-                     temporal_d_k=48, temporal_positional_encoding=False, temporal_agg_mode="att_group",
-                     temporal_dropout=0.0, temporal_mlp=(768, 1536), pad_value=0.0)
