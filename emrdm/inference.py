@@ -348,11 +348,27 @@ def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tup
     return n_valid
 
 # %% ../nbs/13_inference.ipynb #0c942314
-def remove_clouds(model: EMRDM, cloudy: str | Path | Sequence, out, sar=None, mask=None, bands=None,
-                  tile: int = 256, overlap: int = 64, batch_size: int = 4, max_pixels: int = 4096 * 4096,
-                  value_range=None, keep_clear: bool = False, out_dtype: str | None = None, steps: int | None = None,
-                  seed: int = 0, device="auto", progress: bool = True, overwrite: bool = False, max_work: int | None = 100_000,
-                  **sampler_options) -> Path:
+def remove_clouds(model: EMRDM,                        # the model, e.g. from `emrdm.train.load_model`
+                  cloudy: str | Path | Sequence,       # the cloudy GeoTIFF, or one per date for a temporal model
+                  out,                                 # the output GeoTIFF; never one of the inputs
+                  sar=None,                            # S1 VV, VH GeoTIFF on the same grid (SEN12MS-CR models)
+                  mask=None,                           # cloud mask GeoTIFF on the same grid, non-zero = cloud
+                  bands=None,                          # band indexes (1-based) or descriptions in the model's order; None: all
+                  tile: int = 256,                     # tile size the network sees, a multiple of the network's
+                  overlap: int = 64,                   # pixels shared by neighbouring tiles, blended; less than `tile`
+                  batch_size: int = 4,                 # tiles denoised at once
+                  max_pixels: int = 4096 * 4096,       # larger scenes are sampled in blocks of about this many pixels
+                  value_range=None,                    # file values of the model's -1 and 1; None: the config's units
+                  keep_clear: bool = False,            # keep the observed values where `mask` is clear
+                  out_dtype: str | None = None,        # dtype of the output; None: the input's
+                  steps: int | None = None,            # sampler steps, at least 1; None: the config's
+                  seed: int = 0,                       # seed of the noise, which is fixed by scene position
+                  device="auto",                       # auto, cpu, cuda, cuda:N or mps
+                  progress: bool = True,               # show a progress bar of tiles x steps
+                  overwrite: bool = False,             # replace an existing `out`
+                  max_work: int | None = 100_000,      # refuse a job of more tile-steps (tiles x steps); None or 0: no limit
+                  **sampler_options                    # sampler settings over the config's, e.g. s_churn=0
+                  ) -> Path:                           # `out`
     "Remove clouds from a GeoTIFF (or several co-registered dates); write a GeoTIFF on the same grid to `out`."
     import rasterio
     cfg, dates = model.config, [cloudy] if isinstance(cloudy, (str, Path)) else list(cloudy)
