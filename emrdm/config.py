@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import importlib.resources
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class DiffusionConfig:
     alpha: float | None = 3.0
     sigma_data: float = 1.0
     sigma_mu: float = 1.0
-    rho: float = 0.9
+    covariance: float = 0.9            # rho, the covariance of x0 and mu in the preconditioning (the authors' sigma_cov)
     p_mean: float = -1.2
     p_std: float = 1.2
 
@@ -117,6 +118,21 @@ class Config:
     @property
     def temporal(self) -> bool: return self.network.temporal is not None
 
+# %% ../nbs/08_config.ipynb #0534015f
+_RENAMED = {("diffusion", "rho"): "covariance"}       # (section, old key): new key
+
+
+def _renamed(d: dict) -> dict:
+    "`d` with renamed keys moved to their new names, each reported once by a `FutureWarning`."
+    out = dict(d)
+    for (section, old), new in _RENAMED.items():
+        sub = out.get(section)
+        if not isinstance(sub, dict) or old not in sub: continue
+        if new in sub: raise ConfigError(f"'{section}.{old}' and '{section}.{new}' are the same key: keep only '{section}.{new}'")
+        warnings.warn(f"'{section}.{old}' is now called '{section}.{new}': please rename it", FutureWarning, stacklevel=4)
+        out[section] = {(new if k == old else k): v for k, v in sub.items()}
+    return out
+
 # %% ../nbs/08_config.ipynb #19b98f28
 _NESTED = {(Config, "network"): NetworkConfig, (Config, "diffusion"): DiffusionConfig, (Config, "sampler"): SamplerConfig,
            (Config, "data"): DataConfig, (Config, "train"): TrainConfig, (NetworkConfig, "temporal"): TemporalConfig}
@@ -169,8 +185,8 @@ def _from_dict(cls, d: dict, where: str):
 
 
 def config_from_dict(d: dict) -> Config:
-    "A validated `Config` from a nested dictionary (YAML's shape)."
-    cfg = _from_dict(Config, {k: v for k, v in d.items() if k != "base"}, "")
+    "A validated `Config` from a nested dictionary (YAML's shape); renamed keys are accepted with a warning."
+    cfg = _from_dict(Config, _renamed({k: v for k, v in d.items() if k != "base"}), "")
     validate_config(cfg)
     return cfg
 
@@ -291,6 +307,7 @@ def _raw(name_or_path: str, seen=()) -> dict:
     if path in seen: raise ConfigError(f"config {path} is its own base")
     d = _read_yaml(path)
     if not isinstance(d, dict): raise ConfigError(f"{path} must hold a mapping")
+    d = _renamed(d)
     base = d.pop("base", None)
     if base is None: return d
     local = path.parent / f"{base}.yaml"
@@ -311,8 +328,8 @@ def _dotted(overrides: dict) -> dict:
 def load_config(name_or_path: str | Path | Config | dict, overrides: dict | None = None, **dotted) -> Config:
     "A packaged config by name (`'cuhk'`, `'ablation/config_a'` or `'config_a'`) or a YAML path; then `overrides`."
     if isinstance(name_or_path, Config): d = name_or_path.to_dict()
-    elif isinstance(name_or_path, dict): d = name_or_path
+    elif isinstance(name_or_path, dict): d = _renamed(name_or_path)
     else: d = _raw(str(name_or_path))
-    extra = _merge(_dotted(overrides or {}), _dotted(dotted))
+    extra = _renamed(_merge(_dotted(overrides or {}), _dotted(dotted)))
     check_size(extra, "the overrides")
     return config_from_dict(_merge(d, extra))

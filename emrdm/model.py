@@ -48,7 +48,7 @@ class EMRDM(nn.Module):
         self.net = build_network(config.network, attn_backend, na_backend)
         d = config.diffusion
         self.schedule = make_schedule(d.alpha)
-        self.precond = ResidualPrecond(d.sigma_data, d.sigma_mu, d.rho)
+        self.precond = ResidualPrecond(d.sigma_data, d.sigma_mu, d.covariance)
         self.sigma_dist = LogNormalSigma(d.p_mean, d.p_std)
 
     @classmethod
