@@ -16,7 +16,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import atomic_path, check_output, choose_device
-from .data.core import DataError, S1_BANDS, S2_BANDS, UNITS, from_model_space, to_model_space
+from .data.core import CloudRemovalDataset, DataError, from_model_space, to_model_space
+from .data.registry import dataset_class
+from . import model as _model
 from .model import EMRDM
 from .samplers import residual_sample
 
@@ -24,22 +26,23 @@ from .samplers import residual_sample
 __all__ = ['input_bands', 'tile_starts', 'TiledDenoiser', 'tile_steps', 'check_units', 'off_nodata', 'remove_clouds']
 
 # %% ../nbs/13_inference.ipynb #2a690695
+def _dataset(cfg) -> type[CloudRemovalDataset]:
+    "The registered class of the configuration's dataset (the base class, for a configuration that names none)."
+    return dataset_class(cfg.data.dataset) if cfg.data.dataset is not None else CloudRemovalDataset
+
+
 def input_bands(cfg) -> tuple[str, ...]:
-    "The bands a configuration's cloudy input file must provide, in order."
-    d = cfg.data.dataset
-    if d in ("cuhk-cr1", "cuhk-cr2"): return ("R", "G", "B", "NIR") if cfg.data.use_nir else ("R", "G", "B")
-    if d == "l8cr": return ("R", "G", "B")
-    if d == "sen12mscr": return S2_BANDS
-    if d == "sen2mtc": return ("R", "G", "B", "NIR") if cfg.data.use_nir else ("R", "G", "B")
-    return tuple(f"band{i + 1}" for i in range(cfg.network.out_channels))
+    "The bands a configuration's cloudy input file must provide, in order (asked of its dataset class)."
+    return _dataset(cfg).input_bands(cfg.data, cfg.network.out_channels)
 
 
 def _range(cfg, value_range):
-    "((low, high), clip) of the inputs: `value_range` if given, else the config's dataset units (`data.core.UNITS`)."
+    "((low, high), clip) of the inputs: `value_range` if given, else the units of the configuration's dataset."
     if value_range is not None: return tuple(map(float, value_range)), False
-    d = cfg.data.dataset
-    if d in UNITS: return UNITS[d][:2], UNITS[d][2]
-    raise DataError(f"config '{cfg.name}' has no known value range (data.dataset={d}): pass value_range=(low, high)")
+    units = _dataset(cfg).units
+    if units is None:
+        raise DataError(f"config '{cfg.name}' has no known value range (data.dataset={cfg.data.dataset}): pass value_range=(low, high)")
+    return (units.lo, units.hi), units.clip
 
 # %% ../nbs/13_inference.ipynb #e8ac3a63
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -324,7 +327,7 @@ def _sample_block(model: EMRDM, den: TiledDenoiser, scene: _Scene, raw: np.ndarr
     noise = _cell_noise(tuple(mu.shape[:-2]), win.row_off, win.col_off, win.height, win.width, seed)
     dev = sigmas.device
     pred = residual_sample(den, mu[None].to(dev), sigmas, model.schedule, None if cond is None else cond[None].to(dev),
-                           noise=noise[None].to(dev), generator=generator, **_sampler(model.config, sampler_options))
+                           noise=noise[None].to(dev), generator=generator, **_model.sampler_kwargs(model.config.sampler, **sampler_options))
     return from_model_space(pred[0].double().cpu().numpy(), scene.lo, scene.hi)
 
 # %% ../nbs/13_inference.ipynb #b1e30015
@@ -401,13 +404,6 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
         for s in srcs: s.close()
 
 # %% ../nbs/13_inference.ipynb #655e584e
-def _sampler(cfg, overrides):
-    s = cfg.sampler
-    opts = dict(solver=s.solver, s_churn=s.s_churn, s_tmin=s.s_tmin, s_tmax=s.s_tmax, s_noise=s.s_noise, gamma_max=s.gamma_max)
-    opts.update(overrides)
-    return opts
-
-
 def _model_inputs(cfg, cloudy, srcs, n_dates, has_sar, win):
     "(mu, cond) for one block from the cloudy dates `[T, C, h, w]` (model space), following the configuration."
     d = cfg.data.dataset
@@ -422,6 +418,7 @@ def _model_inputs(cfg, cloudy, srcs, n_dates, has_sar, win):
     mu = img[:C]
     if has_sar:
         s1 = _read(srcs[n_dates], window=win).astype(np.float64)
-        s1 = torch.from_numpy(to_model_space(np.nan_to_num(s1, nan=-25.0), -25.0, 0.0, True)).float()
+        lo, hi, clip, _ = _dataset(cfg).sar_units
+        s1 = torch.from_numpy(to_model_space(np.nan_to_num(s1, nan=lo), lo, hi, clip)).float()
         return mu, torch.cat([s1, img])
     return mu, (img if cfg.network.in_channels > C else None)

@@ -21,9 +21,18 @@ from .nn.hdit import HDiT
 from .nn.temporal import TemporalHDiT
 
 # %% auto #0
-__all__ = ['build_network', 'EMRDM']
+__all__ = ['sampler_kwargs', 'build_network', 'EMRDM']
 
 # %% ../nbs/08_model.ipynb #6f41c740
+def sampler_kwargs(sampler: SamplerConfig, **overrides) -> dict:
+    "The keyword arguments of `residual_sample` that a configuration's sampler section gives, with `overrides` on top."
+    s = sampler
+    options = dict(solver=s.solver, s_churn=s.s_churn, s_tmin=s.s_tmin, s_tmax=s.s_tmax, s_noise=s.s_noise, gamma_max=s.gamma_max)
+    unknown = set(overrides) - set(options)
+    if unknown: raise TypeError(f"unknown sampler option(s) {sorted(unknown)}; valid: {sorted(options)}")
+    return {**options, **overrides}
+
+
 def build_network(cfg: NetworkConfig, attn_backend: str = "auto", na_backend: str = "auto") -> nn.Module:
     "The HDiT (or temporal HDiT) that a network configuration describes."
     kw = dict(patch_size=tuple(cfg.patch_size), widths=tuple(cfg.widths), depths=tuple(cfg.depths), d_ffs=tuple(cfg.d_ffs),
@@ -131,11 +140,7 @@ class EMRDM(nn.Module):
         if self.training:
             warnings.warn("EMRDM.sample called in training mode: dropout is active and results are random; call model.eval() first",
                           stacklevel=3)
-        s = self.config.sampler
-        options = dict(solver=s.solver, s_churn=s.s_churn, s_tmin=s.s_tmin, s_tmax=s.s_tmax, s_noise=s.s_noise, gamma_max=s.gamma_max)
-        unknown = set(sampler_options) - set(options)
-        if unknown: raise TypeError(f"unknown sampler option(s) {sorted(unknown)}; valid: {sorted(options)}")
-        options.update(sampler_options)
+        options = sampler_kwargs(self.config.sampler, **sampler_options)
         denoiser = lambda x, sigma, c: residual_denoise(net, x, sigma, c, schedule=self.schedule, precond=self.precond)
         return residual_sample(denoiser, mu, self.sigmas(steps, mu.device, mu.dtype), self.schedule, cond, noise=noise,
                                generator=generator, return_trajectory=return_trajectory, progress=progress, **options)

@@ -402,7 +402,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as part: torch.save(checkpoint, part)
 
-# %% ../nbs/12_train.ipynb #2c380b49
+# %% ../nbs/12_train.ipynb #29f2604f
 class RunCheckpoints(L.Callback):
     "Save `last.ckpt` (and `stepN.ckpt` every `every_n_steps` steps) after training steps: each epoch's last, the final."
     def __init__(self, dirpath, every_n_steps: int | None = None):
@@ -423,29 +423,7 @@ class RunCheckpoints(L.Callback):
         if self.start is not None and self.start < trainer.global_step != self.saved_step:
             trainer.save_checkpoint(self.dirpath / "last.ckpt")
 
-# %% ../nbs/12_train.ipynb #29f2604f
-class RunCheckpoints(L.Callback):
-    "Save `last.ckpt` (and `stepN.ckpt` every `every_n_steps` steps) after training steps: each epoch's last, the final."
-    def __init__(self, dirpath, every_n_steps: int | None = None):
-        self.dirpath, self.every, self.start, self.saved_step = Path(dirpath), every_n_steps, None, None
-
-    def on_train_start(self, trainer, pl_module): self.start = trainer.global_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        periodic = self.every is not None and step % self.every == 0
-        final = trainer.max_steps > 0 and step >= trainer.max_steps
-        if periodic: trainer.save_checkpoint(self.dirpath / f"step{step:08d}.ckpt")
-        if periodic or final or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or trainer.should_stop:
-            trainer.save_checkpoint(self.dirpath / "last.ckpt"); self.saved_step = step
-
-    def on_train_end(self, trainer, pl_module):
-        "A run that stopped between steps (max_time, early stopping) still leaves its newest state."
-        if self.start is not None and self.start < trainer.global_step != self.saved_step:
-            trainer.save_checkpoint(self.dirpath / "last.ckpt")
-
 # %% ../nbs/12_train.ipynb #7c491bb8
-import functools
 import signal
 import threading
 
@@ -468,18 +446,19 @@ class StopOnSignal(L.Callback):
     def __init__(self):
         self.signum, self._before = None, {s: signal.getsignal(s) for s in self.SIGNALS}
 
-    def setup(self, trainer, pl_module, stage):
-        "Install the handlers (after Lightning has installed its own, which they replace)."
-        if threading.current_thread() is not threading.main_thread(): return
-        for s in self.SIGNALS:
-            chain = signal.getsignal(s) if s == signal.SIGTERM and trainer.world_size > 1 else None
-            signal.signal(s, functools.partial(self._handle, chain=chain))
+    def install(self):
+        "Handle SIGINT and SIGTERM from now on (only the main thread can)."
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS: signal.signal(s, self._handle)
 
-    def _handle(self, signum, frame, chain=None):
-        if self.signum is not None:                                   # the second signal: its default action, now
+    def on_train_start(self, trainer, pl_module):
+        "Lightning has put its own SIGTERM handler (ending with exit 0) in front of ours by now: one process, ours again."
+        if trainer.world_size == 1: self.install()           # several: Lightning's also tells the other ranks, then ours
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:                           # the second signal: its default action, now
             signal.signal(signum, signal.SIG_DFL); signal.raise_signal(signum)
         self.signum = signum
-        if callable(chain): chain(signum, frame)                      # several processes: Lightning stops them all
 
     def on_train_batch_end(self, trainer, *args):
         if self.signum is not None and not (self.signum == signal.SIGTERM and trainer.world_size > 1):
@@ -562,6 +541,7 @@ def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int 
     ckpt_dir, stop = out / "checkpoints", StopOnSignal()
     loggers = [CSVLogger(out, name="logs")] + ([TensorBoardLogger(out, name="tb")] if tensorboard else [])
     callbacks = [stop, RunCheckpoints(ckpt_dir, checkpoint_every_n_steps), ExceptionCheckpoint(ckpt_dir), *callbacks]
+    stop.install()
     try:
         with _quiet_lightning(verbose):
             trainer = L.Trainer(default_root_dir=out, **limits, max_time=max_time, devices=devices, accelerator=accelerator,
@@ -665,27 +645,19 @@ def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol:
 
 # %% ../nbs/12_train.ipynb #b0b26f5e
 def to_physical(x: torch.Tensor, dataset) -> tuple[np.ndarray, str]:
-    "Model-space `[C, H, W]` back to the dataset's units: (array, dtype name)."
-    from emrdm.data.cuhk import CUHKCR
-    from emrdm.data.folder import GeoTiffFolder
-    from emrdm.data.sen12mscr import SEN12MSCR
-    from emrdm.data.sen2mtc import Sen2MTC
-    from emrdm.data.core import UNITS, from_model_space, to_file_units
-    v = x.double().numpy()
-    name = next((n for cls, n in ((CUHKCR, "cuhk-cr1"), (SEN12MSCR, "sen12mscr"), (Sen2MTC, "sen2mtc"))
-                 if isinstance(dataset, cls)), None)
-    if name: return to_file_units(v, name), UNITS[name][3]
-    if isinstance(dataset, GeoTiffFolder): return from_model_space(v, *dataset.value_range).astype(np.float32), "float32"
-    return v.astype(np.float32), "float32"
+    "Model-space `[C, H, W]` back to the dataset's units (`dataset.units`): (array, dtype name); model space if it has none."
+    from emrdm.data.core import to_file_units
+    units = getattr(dataset, "units", None)
+    if units is None: return x.double().numpy().astype(np.float32), "float32"
+    return to_file_units(x.double().numpy(), units), units.dtype
 
 
 def _input_profile(dataset, i: int) -> dict:
     "CRS, transform and nodata of the sample's cloudy input when it is a GeoTIFF."
     import rasterio
-    files = dataset.files(i)
-    cloudy = next((f for f in files if f.suffix.lower() in (".tif", ".tiff") and ("cloud" in str(f) or "cloudy" in str(f))), None)
-    cloudy = cloudy or next((f for f in files if f.suffix.lower() in (".tif", ".tiff")), None)
-    if cloudy is None: return {}
+    if not hasattr(dataset, "cloudy_file"): return {}             # not one of ours: no georeferencing to keep
+    cloudy = dataset.cloudy_file(i)                               # the dataset says which file is the cloudy input
+    if cloudy.suffix.lower() not in (".tif", ".tiff"): return {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with rasterio.open(cloudy) as src: return {"crs": src.crs, "transform": src.transform, "nodata": src.nodata}

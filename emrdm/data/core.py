@@ -16,10 +16,9 @@ from fastcore.basics import patch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['RASTER_SUFFIXES', 'UNITS', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'Units',
-           'to_model_space', 'from_model_space', 'to_file_units', 'matlab_resize_weights', 'matlab_imresize',
-           'dihedral_params', 'dihedral', 'stretch_limits', 'stretch', 'plot_sample', 'CloudRemovalDataset',
-           'RandomCrop']
+__all__ = ['RASTER_SUFFIXES', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'Units', 'to_model_space',
+           'from_model_space', 'to_file_units', 'matlab_resize_weights', 'matlab_imresize', 'dihedral_params',
+           'dihedral', 'stretch_limits', 'stretch', 'plot_sample', 'CloudRemovalDataset', 'RandomCrop']
 
 # %% ../../nbs/10_data.ipynb #9e7a319e
 class DataError(ValueError):
@@ -73,11 +72,6 @@ class Units(NamedTuple):
     dtype: str
 
 
-UNITS = {   # dataset: (low, high, clip inputs to [low, high], file dtype) of the optical bands
-    "cuhk-cr1": (0.0, 255.0, False, "uint8"), "cuhk-cr2": (0.0, 255.0, False, "uint8"), "l8cr": (0.0, 255.0, False, "uint8"),
-    "sen12mscr": (0.0, 10000.0, True, "uint16"), "sen2mtc": (0.0, 10000.0, False, "uint16")}
-
-
 def to_model_space(arr: np.ndarray, lo: float, hi: float, clip: bool) -> np.ndarray:
     "Physical values to [-1, 1] (clipped to [lo, hi] first when `clip`)."
     arr = np.clip(arr, lo, hi) if clip else arr
@@ -89,12 +83,13 @@ def from_model_space(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (x + 1) / 2 * (hi - lo) + lo
 
 
-def to_file_units(x: np.ndarray, dataset: str) -> np.ndarray:
-    "Model space to the dataset's file values: rounded, clipped to the range (or, unclipped data, to the dtype), cast."
-    lo, hi, clip, dtype = UNITS[dataset]
+def to_file_units(x: np.ndarray, units: Units) -> np.ndarray:
+    "Model space to file values in `units`: integers rounded and clipped to the range (unclipped data: to the dtype); floats as they are."
+    lo, hi, clip, dtype = units
+    v = from_model_space(np.asarray(x, dtype=np.float64), lo, hi)
+    if not np.issubdtype(np.dtype(dtype), np.integer): return v.astype(dtype)
     info = np.iinfo(dtype)
-    v = np.rint(from_model_space(np.asarray(x, dtype=np.float64), lo, hi))
-    return np.clip(v, lo if clip else info.min, hi if clip else info.max).astype(dtype)
+    return np.clip(np.rint(v), lo if clip else info.min, hi if clip else info.max).astype(dtype)
 
 # %% ../../nbs/10_data.ipynb #f9477fc1
 def _cubic(x: np.ndarray) -> np.ndarray:
