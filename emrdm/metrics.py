@@ -147,18 +147,15 @@ class LPIPS(nn.Module):
         return total.flatten()
 
 
-_LPIPS_WARNED = set()
 
 
 def lpips_or_nan(model: LPIPS | None, a: Tensor, b: Tensor) -> float:
-    "LPIPS of one pair, or NaN with a single warning per reason when the weights are missing."
+    "LPIPS of one pair, or NaN with a warning when the weights are missing (Python's warning filters show each reason once)."
     if model is None or not model.available:
         reason = "no LPIPS model" if model is None else "missing " + " and ".join(model.missing)
-        if reason not in _LPIPS_WARNED:
-            _LPIPS_WARNED.add(reason)
-            warnings.warn(f"LPIPS is reported as NaN: {reason}. Install `lpips` (pip install --no-deps lpips) and put "
-                          f"{ALEXNET_FILE} in {Path(torch.hub.get_dir()) / 'checkpoints'}, or pass their paths to LPIPS().",
-                          stacklevel=3)
+        warnings.warn(f"LPIPS is reported as NaN: {reason}. Install `lpips` (pip install --no-deps lpips) and put "
+                      f"{ALEXNET_FILE} in {Path(torch.hub.get_dir()) / 'checkpoints'}, or pass their paths to LPIPS().",
+                      stacklevel=3)
         return float("nan")
     with torch.no_grad(): return model(a[None], b[None]).item()
 
