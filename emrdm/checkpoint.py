@@ -112,7 +112,7 @@ def official_network_state(sd: dict, net: nn.Module, ema: bool = True, what: str
 
 # %% ../nbs/09_checkpoint.ipynb #5592a5e8
 def read_key_table(path) -> list[tuple[str, tuple, str]]:
-    "(key, shape, kind) rows of a state-dict table (tab-separated `key  [shape]  kind`, `#` comments), as in the spec."
+    "(key, shape, kind) rows of a state-dict table (tab-separated `key  [shape]  kind`, `#` comments), as in `tests/data/state_dict/*.tsv`."
     rows = []
     for line in Path(path).read_text().splitlines():
         if not line.strip() or line.startswith("#"): continue
