@@ -46,6 +46,33 @@ def _guess_scale(img: np.ndarray) -> float:
     return 1.0 if top <= 1.5 else (255.0 if top <= 255 else 10000.0)
 
 # %% ../../nbs/10_data_clouds.ipynb #c2fb4b3d
+def _cloud_opacity(H: int, W: int, coverage: float, kind: str, thin_opacity: float, softness: float, beta: float, rng):
+    "(opacity, alpha) `[H, W]`: fractal density thresholded so that `coverage` of the pixels are cloud (opacity > 1/2), and its alpha."
+    density = fractal_noise((H, W), beta, rng)
+    if coverage <= 0: opacity = np.zeros((H, W))
+    elif coverage >= 1: opacity = np.ones((H, W))
+    else:
+        threshold = np.quantile(density, 1 - coverage)
+        opacity = np.clip(0.5 + (density - threshold) / softness, 0, 1)
+    peak = {"thick": 1.0, "thin": thin_opacity, "mixed": None}[kind]
+    if kind == "mixed":
+        peak = thin_opacity + (1 - thin_opacity) * np.clip(0.5 + fractal_noise((H, W), beta + 0.5, rng) / 2, 0, 1)
+    return opacity, opacity * peak
+
+
+def _cast_shadow(rho, alpha, cloud_mask, sun_azimuth: float, distance: float, strength: float):
+    "(darkened reflectance, shadow mask): the cloud's alpha displaced away from the sun (azimuth clockwise from north)."
+    H, W = alpha.shape
+    az = math.radians(sun_azimuth)
+    dy, dx = int(round(distance * math.cos(az))), int(round(-distance * math.sin(az)))      # rows grow southwards
+    shifted = np.zeros_like(alpha)
+    ys, yd = (slice(0, H - dy), slice(dy, H)) if dy >= 0 else (slice(-dy, H), slice(0, H + dy))
+    xs, xd = (slice(0, W - dx), slice(dx, W)) if dx >= 0 else (slice(-dx, W), slice(0, W + dx))
+    shifted[yd, xd] = alpha[ys, xs]
+    mask = (shifted > 0.5 * alpha.max() if alpha.max() > 0 else shifted > 0) & ~cloud_mask
+    return rho * (1 - strength * shifted), mask
+
+
 def simulate_clouds(image, coverage: float = 0.3, kind: str = "thick", shadow: bool = True, haze: float = 0.0,
                     sun_azimuth: float = 135.0, shadow_distance: float | None = None, shadow_strength: float = 0.6,
                     thin_opacity: float = 0.55, softness: float = 1.0, beta: float = 3.6, scale: float | None = None,
@@ -66,43 +93,17 @@ def simulate_clouds(image, coverage: float = 0.3, kind: str = "thick", shadow: b
     spec = np.array(CLOUD_REFLECTANCE[C])[:, None, None]
     path = np.array(HAZE_RADIANCE[C])[:, None, None]
     if rgb_order == "BGR" and C in (3, 4): spec[:3], path[:3] = spec[2::-1].copy(), path[2::-1].copy()
-
-    # cloud opacity: fractal density, thresholded so that `coverage` of the pixels are cloud (opacity > 1/2)
-    density = fractal_noise((H, W), beta, rng)
-    if coverage <= 0: opacity = np.zeros((H, W))
-    elif coverage >= 1: opacity = np.ones((H, W))
-    else:
-        threshold = np.quantile(density, 1 - coverage)
-        opacity = np.clip(0.5 + (density - threshold) / softness, 0, 1)
-    peak = {"thick": 1.0, "thin": thin_opacity, "mixed": None}[kind]
-    if kind == "mixed":
-        peak = thin_opacity + (1 - thin_opacity) * np.clip(0.5 + fractal_noise((H, W), beta + 0.5, rng) / 2, 0, 1)
-    alpha = opacity * peak
-    cloud_mask = opacity > 0.5
-
-    # shadow: the opacity displaced away from the sun (azimuth clockwise from north; rows grow southwards)
-    shadow_mask = np.zeros((H, W), bool)
+    opacity, alpha = _cloud_opacity(H, W, coverage, kind, thin_opacity, softness, beta, rng)
+    cloud_mask, shadow_mask = opacity > 0.5, np.zeros((H, W), bool)
     if shadow and coverage > 0:
-        d = shadow_distance if shadow_distance is not None else 0.08 * max(H, W)
-        az = math.radians(sun_azimuth)
-        dy, dx = int(round(d * math.cos(az))), int(round(-d * math.sin(az)))
-        shifted = np.zeros_like(alpha)
-        ys, yd = (slice(0, H - dy), slice(dy, H)) if dy >= 0 else (slice(-dy, H), slice(0, H + dy))
-        xs, xd = (slice(0, W - dx), slice(dx, W)) if dx >= 0 else (slice(-dx, W), slice(0, W + dx))
-        shifted[yd, xd] = alpha[ys, xs]
-        rho = rho * (1 - shadow_strength * shifted)
-        shadow_mask = (shifted > 0.5 * alpha.max() if alpha.max() > 0 else shifted > 0) & ~cloud_mask
-
-    # haze, then the cloud itself with a little texture
-    if haze > 0:
+        distance = shadow_distance if shadow_distance is not None else 0.08 * max(H, W)
+        rho, shadow_mask = _cast_shadow(rho, alpha, cloud_mask, sun_azimuth, distance, shadow_strength)
+    if haze > 0:                                                   # haze, then the cloud itself with a little texture
         t = 1 - haze * np.clip(0.6 + 0.4 * fractal_noise((H, W), 3.0, rng), 0, 1)
         rho = rho * t + path * (1 - t)
-    texture = 1 + 0.08 * fractal_noise((H, W), 1.8, rng)
-    cloud = spec * texture
+    cloud = spec * (1 + 0.08 * fractal_noise((H, W), 1.8, rng))
     if C == 13: cloud[CIRRUS_BAND] = spec[CIRRUS_BAND] * (0.6 + 0.4 * opacity)         # cirrus signal tracks the cloud
-    rho = rho * (1 - alpha) + alpha * cloud
-
-    out = rho * scale
+    out = (rho * (1 - alpha) + alpha * cloud) * scale
     if np.issubdtype(img.dtype, np.integer):
         info = np.iinfo(img.dtype)
         out = np.clip(np.rint(out), info.min, info.max)
