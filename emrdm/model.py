@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch
 from torch import Tensor, nn
 
 from .config import (Config, ConfigError, DataConfig, DiffusionConfig, NetworkConfig, SamplerConfig, TemporalConfig,
@@ -23,7 +24,7 @@ from .nn.temporal import TemporalHDiT
 # %% auto #0
 __all__ = ['sampler_kwargs', 'build_network', 'EMRDM']
 
-# %% ../nbs/08_model.ipynb #6f41c740
+# %% ../nbs/08_model.ipynb #d3e6360c
 def sampler_kwargs(sampler: SamplerConfig, **overrides) -> dict:
     "The keyword arguments of `residual_sample` that a configuration's sampler section gives, with `overrides` on top."
     s = sampler
@@ -32,7 +33,7 @@ def sampler_kwargs(sampler: SamplerConfig, **overrides) -> dict:
     if unknown: raise TypeError(f"unknown sampler option(s) {sorted(unknown)}; valid: {sorted(options)}")
     return {**options, **overrides}
 
-
+# %% ../nbs/08_model.ipynb #fe925e06
 def build_network(cfg: NetworkConfig, attn_backend: str = "auto", na_backend: str = "auto") -> nn.Module:
     "The HDiT (or temporal HDiT) that a network configuration describes."
     kw = dict(patch_size=tuple(cfg.patch_size), widths=tuple(cfg.widths), depths=tuple(cfg.depths), d_ffs=tuple(cfg.d_ffs),
@@ -45,7 +46,7 @@ def build_network(cfg: NetworkConfig, attn_backend: str = "auto", na_backend: st
                         temporal_d_k=t.d_k, temporal_positional_encoding=t.positional_encoding, temporal_agg_mode=t.agg_mode,
                         temporal_dropout=t.dropout, temporal_mlp=tuple(t.mlp), pad_value=t.pad_value, **kw)
 
-
+# %% ../nbs/08_model.ipynb #4fcbcf68
 class EMRDM(nn.Module):
     "The EMRDM model of a configuration: `.net`, the schedule and preconditioning, and `denoise`, `loss`, `sample`."
     def __init__(self,
@@ -73,123 +74,139 @@ class EMRDM(nn.Module):
     @property
     def cond_channels(self) -> int: return self.config.network.in_channels - self.config.network.out_channels
 
-    def _check(self, name: str, t: Tensor | None, channels: int | None, ref: Tensor | None = None):
-        "Layout, channel count and finiteness of an input."
-        if t is None:
-            if channels: raise ValueError(f"this model needs `{name}` with {channels} channels per image")
-            return
-        want = 5 if self.temporal else 4
-        layout = "[B, T, C, H, W]" if self.temporal else "[B, C, H, W]"
-        if name == "x0": want, layout = 4, "[B, C, H, W]"
-        if t.ndim != want: raise ValueError(f"`{name}` must be {layout} for this {'temporal' if self.temporal else 'single-date'} model, got {tuple(t.shape)}")
-        if channels is not None and t.shape[-3] != channels:
-            raise ValueError(f"`{name}` has {t.shape[-3]} channels, the model expects {channels} (config '{self.config.name}')")
-        if ref is not None and (t.shape[0] != ref.shape[0] or t.shape[-2:] != ref.shape[-2:]):
-            raise ValueError(f"`{name}` {tuple(t.shape)} does not match the batch size and image size of {tuple(ref.shape)}")
-        if not torch.isfinite(t).all():
-            raise ValueError(f"`{name}` contains NaN or infinite values (nodata?): fill or mask them first")
-
-    def denoise(self,
-                x: Tensor,                   # noisy state `[B, C, H, W]` (`[B, T, C, H, W]`: one per date)
-                sigma,                       # noise level: a number or `[B]`
-                cond: Tensor | None = None,  # condition channels, laid out as `x`
-               ) -> Tensor:
-        "D(x, sigma): the estimate `[B, C, H, W]` of the clear image from the noisy state (one or several dates)."
-        self._check("x", x, self.config.network.out_channels)
-        self._check("cond", cond, self.cond_channels or None, x)
-        return residual_denoise(self.net, x, sigma, cond, schedule=self.schedule, precond=self.precond)
-
-    forward = denoise
-
-    def loss(self,
-             x0: Tensor,                                # clear image `[B, C, H, W]`
-             mu: Tensor,                                # cloudy image `[B, C, H, W]` (`[B, T, C, H, W]`: several dates)
-             cond: Tensor | None = None,                # condition channels, laid out as `mu`
-             sigma=None,                                # noise level, a number or `[B]`; drawn if None
-             noise: Tensor | None = None,               # Gaussian noise shaped like `mu`; drawn if None
-             generator: torch.Generator | None = None,  # the source of the drawn sigma and noise
-            ) -> Tensor:
-        "Per-sample training loss `[B]` (sigma drawn from the config's log-normal unless given)."
-        out = self.config.network.out_channels
-        self._check("x0", x0, out); self._check("mu", mu, out, x0); self._check("cond", cond, self.cond_channels or None, x0)
-        return residual_loss(self.net, x0, mu, cond, schedule=self.schedule, precond=self.precond, sigma=sigma,
-                             sigma_dist=self.sigma_dist, noise=noise, generator=generator)
-
-    def sigmas(self,
-               steps: int | None = None,  # number of levels; the config's `sampler.steps` if None
-               device=None, dtype=torch.float32) -> Tensor:
-        "The sampling grid of the config (or with `steps` levels)."
-        s = self.config.sampler
-        return karras_sigmas(steps or s.steps, s.sigma_min, s.sigma_max, s.rho, device=device, dtype=dtype)
-
-    @torch.no_grad()
-    def sample(self,
-               mu: Tensor,                        # cloudy image `[B, C, H, W]` (`[B, T, C, H, W]`: several dates)
-               cond: Tensor | None = None,        # condition channels, laid out as `mu`
-               steps: int | None = None,          # sampler steps; the config's if None
-               noise: Tensor | None = None,       # the initial Gaussian noise, shaped like `mu`; drawn if None
-               generator: torch.Generator | list[torch.Generator] | None = None,  # or one per sample
-               return_trajectory: bool = False,   # return every state and estimate (a `Trajectory`), not just the result
-               progress: bool = False,            # a progress bar over the steps
-               **sampler_options):
-        "The clear image `[B, C, H, W]` from the cloudy `mu`; `sampler_options` override the config's `sampler` section."
-        return self._sample(self.net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options)
-
-    def _sample(self, net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options):
-        self._check("mu", mu, self.config.network.out_channels); self._check("cond", cond, self.cond_channels or None, mu)
-        if self.training:
-            warnings.warn("EMRDM.sample called in training mode: dropout is active and results are random; call model.eval() first",
-                          stacklevel=3)
-        options = sampler_kwargs(self.config.sampler, **sampler_options)
-        denoiser = lambda x, sigma, c: residual_denoise(net, x, sigma, c, schedule=self.schedule, precond=self.precond)
-        return residual_sample(denoiser, mu, self.sigmas(steps, mu.device, mu.dtype), self.schedule, cond, noise=noise,
-                               generator=generator, return_trajectory=return_trajectory, progress=progress, **options)
-
-    @torch.no_grad()
-    def temporal_attention(self,
-                           mu: Tensor,                   # cloudy dates `[B, T, C, H, W]`, model space
-                           cond: Tensor | None = None,   # condition channels, laid out as `mu`
-                           steps: int | None = None,     # sampler steps; the config's if None
-                           noise: Tensor | None = None,  # the initial Gaussian noise, shaped like `mu`; drawn if None
-                           generator: torch.Generator | list[torch.Generator] | None = None,  # or one per sample
-                           **sampler_options,
-                          ) -> tuple[Tensor, Tensor]:
-        """Sample as `sample` does; return `(clear, weights)`, the weights of the temporal attention over the dates at
-        every network evaluation: `[evals, B, heads, T, h, w]` on the bottleneck grid, summing to 1 over `T`."""
-        if not self.temporal: raise ValueError(f"{self.config.name!r} is a single-date model: it has no temporal attention")
-        weights = []
-        def net(x, c_noise):
-            out, attn = self.net(x, c_noise, return_attn=True)                    # attn: [heads, B, T, h, w]
-            weights.append(attn.transpose(0, 1).float())
-            return out
-        clear = self._sample(net, mu, cond, steps, noise, generator, False, False, **sampler_options)
-        return clear, torch.stack(weights)
-
     def __repr__(self):
         n = sum(p.numel() for p in self.net.parameters())
         return (f"EMRDM('{self.config.name}', {type(self.net).__name__} with {n:,} parameters, {self.schedule!r}, "
                 f"{self.precond!r}, sampler {self.config.sampler.solver} x {self.config.sampler.steps})")
 
-    @classmethod
-    def from_official_checkpoint(cls,
-                                 path,              # the authors' Lightning `.ckpt`
-                                 cfg: Config | str | Path | dict | None = None,  # its configuration; inferred from the weights if None
-                                 ema: bool = True,  # the EMA weights (the released models), else the raw ones
-                                 **kwargs) -> "EMRDM":
-        "Load the authors' Lightning `.ckpt`; `kwargs`: `trust_pickle` and the backends; see [checkpoints](checkpoint.html)."
-        from emrdm.checkpoint import load_official_checkpoint
-        return load_official_checkpoint(path, cfg, ema=ema, **kwargs)
+# %% ../nbs/08_model.ipynb #534133f2
+@patch
+def _check(self: EMRDM, name: str, t: Tensor | None, channels: int | None, ref: Tensor | None = None):
+    "Layout, channel count and finiteness of an input."
+    if t is None:
+        if channels: raise ValueError(f"this model needs `{name}` with {channels} channels per image")
+        return
+    want = 5 if self.temporal else 4
+    layout = "[B, T, C, H, W]" if self.temporal else "[B, C, H, W]"
+    if name == "x0": want, layout = 4, "[B, C, H, W]"
+    if t.ndim != want: raise ValueError(f"`{name}` must be {layout} for this {'temporal' if self.temporal else 'single-date'} model, got {tuple(t.shape)}")
+    if channels is not None and t.shape[-3] != channels:
+        raise ValueError(f"`{name}` has {t.shape[-3]} channels, the model expects {channels} (config '{self.config.name}')")
+    if ref is not None and (t.shape[0] != ref.shape[0] or t.shape[-2:] != ref.shape[-2:]):
+        raise ValueError(f"`{name}` {tuple(t.shape)} does not match the batch size and image size of {tuple(ref.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"`{name}` contains NaN or infinite values (nodata?): fill or mask them first")
 
-    def save(self, path) -> None:
-        "Save the weights together with the exact configuration to `path` (our format)."
-        from emrdm.checkpoint import save_emrdm
-        save_emrdm(self, path)
+# %% ../nbs/08_model.ipynb #19499dff
+@patch
+def denoise(self: EMRDM,
+            x: Tensor,                   # noisy state `[B, C, H, W]` (`[B, T, C, H, W]`: one per date)
+            sigma,                       # noise level: a number or `[B]`
+            cond: Tensor | None = None,  # condition channels, laid out as `x`
+           ) -> Tensor:
+    "D(x, sigma): the estimate `[B, C, H, W]` of the clear image from the noisy state (one or several dates)."
+    self._check("x", x, self.config.network.out_channels)
+    self._check("cond", cond, self.cond_channels or None, x)
+    return residual_denoise(self.net, x, sigma, cond, schedule=self.schedule, precond=self.precond)
 
-    @classmethod
-    def load(cls,
-             path,                  # a file written by `save`
-             map_location="cpu",    # as for `torch.load`
-             **kwargs) -> "EMRDM":
-        "Load a model saved with `save`; `kwargs` (the backends) go to `EMRDM`."
-        from emrdm.checkpoint import load_emrdm
-        return load_emrdm(path, map_location=map_location, **kwargs)
+EMRDM.forward = EMRDM.denoise
+
+# %% ../nbs/08_model.ipynb #85bcfdbe
+@patch
+def loss(self: EMRDM,
+         x0: Tensor,                                # clear image `[B, C, H, W]`
+         mu: Tensor,                                # cloudy image `[B, C, H, W]` (`[B, T, C, H, W]`: several dates)
+         cond: Tensor | None = None,                # condition channels, laid out as `mu`
+         sigma=None,                                # noise level, a number or `[B]`; drawn if None
+         noise: Tensor | None = None,               # Gaussian noise shaped like `mu`; drawn if None
+         generator: torch.Generator | None = None,  # the source of the drawn sigma and noise
+        ) -> Tensor:
+    "Per-sample training loss `[B]` (sigma drawn from the config's log-normal unless given)."
+    out = self.config.network.out_channels
+    self._check("x0", x0, out); self._check("mu", mu, out, x0); self._check("cond", cond, self.cond_channels or None, x0)
+    return residual_loss(self.net, x0, mu, cond, schedule=self.schedule, precond=self.precond, sigma=sigma,
+                         sigma_dist=self.sigma_dist, noise=noise, generator=generator)
+
+# %% ../nbs/08_model.ipynb #511876ed
+@patch
+def sigmas(self: EMRDM,
+           steps: int | None = None,  # number of levels; the config's `sampler.steps` if None
+           device=None, dtype=torch.float32) -> Tensor:
+    "The sampling grid of the config (or with `steps` levels)."
+    s = self.config.sampler
+    return karras_sigmas(steps or s.steps, s.sigma_min, s.sigma_max, s.rho, device=device, dtype=dtype)
+
+# %% ../nbs/08_model.ipynb #91132869
+@patch
+def sample(self: EMRDM,
+           mu: Tensor,                        # cloudy image `[B, C, H, W]` (`[B, T, C, H, W]`: several dates)
+           cond: Tensor | None = None,        # condition channels, laid out as `mu`
+           steps: int | None = None,          # sampler steps; the config's if None
+           noise: Tensor | None = None,       # the initial Gaussian noise, shaped like `mu`; drawn if None
+           generator: torch.Generator | list[torch.Generator] | None = None,  # or one per sample
+           return_trajectory: bool = False,   # return every state and estimate (a `Trajectory`), not just the result
+           progress: bool = False,            # a progress bar over the steps
+           **sampler_options):
+    "The clear image `[B, C, H, W]` from the cloudy `mu`; `sampler_options` override the config's `sampler` section."
+    with torch.no_grad(): return self._sample(self.net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options)
+
+
+@patch
+def _sample(self: EMRDM, net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options):
+    self._check("mu", mu, self.config.network.out_channels); self._check("cond", cond, self.cond_channels or None, mu)
+    if self.training:
+        warnings.warn("EMRDM.sample called in training mode: dropout is active and results are random; call model.eval() first",
+                      stacklevel=3)
+    options = sampler_kwargs(self.config.sampler, **sampler_options)
+    denoiser = lambda x, sigma, c: residual_denoise(net, x, sigma, c, schedule=self.schedule, precond=self.precond)
+    return residual_sample(denoiser, mu, self.sigmas(steps, mu.device, mu.dtype), self.schedule, cond, noise=noise,
+                           generator=generator, return_trajectory=return_trajectory, progress=progress, **options)
+
+# %% ../nbs/08_model.ipynb #133852e1
+@patch
+def temporal_attention(self: EMRDM,
+                       mu: Tensor,                   # cloudy dates `[B, T, C, H, W]`, model space
+                       cond: Tensor | None = None,   # condition channels, laid out as `mu`
+                       steps: int | None = None,     # sampler steps; the config's if None
+                       noise: Tensor | None = None,  # the initial Gaussian noise, shaped like `mu`; drawn if None
+                       generator: torch.Generator | list[torch.Generator] | None = None,  # or one per sample
+                       **sampler_options,
+                      ) -> tuple[Tensor, Tensor]:
+    """Sample as `sample` does; return `(clear, weights)`, the weights of the temporal attention over the dates at
+    every network evaluation: `[evals, B, heads, T, h, w]` on the bottleneck grid, summing to 1 over `T`."""
+    if not self.temporal: raise ValueError(f"{self.config.name!r} is a single-date model: it has no temporal attention")
+    weights = []
+    def net(x, c_noise):
+        out, attn = self.net(x, c_noise, return_attn=True)                    # attn: [heads, B, T, h, w]
+        weights.append(attn.transpose(0, 1).float())
+        return out
+    with torch.no_grad(): clear = self._sample(net, mu, cond, steps, noise, generator, False, False, **sampler_options)
+    return clear, torch.stack(weights)
+
+# %% ../nbs/08_model.ipynb #74abfbf9
+@patch(cls_method=True)
+def from_official_checkpoint(cls: EMRDM,
+                             path,              # the authors' Lightning `.ckpt`
+                             cfg: Config | str | Path | dict | None = None,  # its configuration; inferred from the weights if None
+                             ema: bool = True,  # the EMA weights (the released models), else the raw ones
+                             **kwargs) -> "EMRDM":
+    "Load the authors' Lightning `.ckpt`; `kwargs`: `trust_pickle` and the backends; see [checkpoints](checkpoint.html)."
+    from emrdm.checkpoint import load_official_checkpoint
+    return load_official_checkpoint(path, cfg, ema=ema, **kwargs)
+
+# %% ../nbs/08_model.ipynb #cd7fbcca
+@patch
+def save(self: EMRDM, path) -> None:
+    "Save the weights together with the exact configuration to `path` (our format)."
+    from emrdm.checkpoint import save_emrdm
+    save_emrdm(self, path)
+
+# %% ../nbs/08_model.ipynb #e7a36fa4
+@patch(cls_method=True)
+def load(cls: EMRDM,
+         path,                  # a file written by `save`
+         map_location="cpu",    # as for `torch.load`
+         **kwargs) -> "EMRDM":
+    "Load a model saved with `save`; `kwargs` (the backends) go to `EMRDM`."
+    from emrdm.checkpoint import load_emrdm
+    return load_emrdm(path, map_location=map_location, **kwargs)

@@ -75,7 +75,7 @@ def public_methods(cls) -> list[str]:
     names = []
     for name, v in vars(cls).items():
         if name.startswith("_"): continue
-        f = v.__func__ if isinstance(v, (classmethod, staticmethod)) else v
+        f = v.__func__ if isinstance(v, (classmethod, staticmethod)) else getattr(v, "f", v)   # .f: fastcore's patch(cls_method=True)
         if inspect.isfunction(f) and f.__name__ == name: names.append(name)
     return names
 
