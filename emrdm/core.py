@@ -146,7 +146,8 @@ def check_output(out, inputs: Sequence = (), overwrite: bool = False, folder: bo
         if out.is_dir() != folder:
             raise OutputError(f"{out} is {'a file' if folder else 'a folder'}; the output must be {'a folder' if folder else 'a file path'}")
         if not overwrite and not (folder and not any(out.iterdir())):
-            raise OutputError(f"{out} exists: pass overwrite=True (--overwrite) to replace it, or choose another output")
+            what = "write into it (files of the same names are replaced)" if folder else "replace it"
+            raise OutputError(f"{out} exists: pass overwrite=True (--overwrite) to {what}, or choose another output")
     start = out if folder else out.parent
     parent = next((p for p in (start, *start.parents) if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
