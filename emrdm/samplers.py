@@ -27,13 +27,13 @@ class Trajectory(NamedTuple):
     sigmas: Tensor            # the grid, n + 1 levels
     sigma_hats: Tensor        # the n levels where the network was evaluated (after churn)
 
-
+# %% ../nbs/04_samplers.ipynb #93658b64
 def _slope(x, D, sigma, mu, schedule):
     "dx/dsigma = r'(sigma) mu + (x - D - r(sigma) mu) / sigma, with D broadcast over dates."
     if x.ndim == 5: D = D.unsqueeze(1)
     return schedule.dr(sigma) * mu + (x - D - schedule.r(sigma) * mu) / sigma
 
-
+# %% ../nbs/04_samplers.ipynb #14e35310
 def _check_grid(sigmas, mu):
     "The grid as a 1-D tensor on mu's device and dtype, checked to be non-increasing and non-negative."
     sigmas = karras_sigmas(sigmas) if isinstance(sigmas, int) else torch.as_tensor(sigmas)
@@ -45,13 +45,23 @@ def _check_grid(sigmas, mu):
     return sigmas, levels
 
 # %% ../nbs/04_samplers.ipynb #962bc47a
-def residual_sample(denoiser: Callable, mu: Tensor, sigmas: Tensor | Sequence[float] | int,
-                    schedule: MeanSchedule, cond: Tensor | None = None, *, solver: str = "euler",
-                    s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,
-                    gamma_max: float | None = None, noise: Tensor | None = None,
-                    generator: torch.Generator | Sequence[torch.Generator] | None = None,
-                    return_trajectory: bool = False, callback: Callable | None = None,
-                    progress: bool = False) -> Tensor | Trajectory:
+def residual_sample(denoiser: Callable,                       # `denoiser(x, sigma [B], cond)` -> D `[B, C, H, W]`
+                    mu: Tensor,                               # cloudy image `[B, C, H, W]`, or `[B, T, C, H, W]` for several dates
+                    sigmas: Tensor | Sequence[float] | int,   # the grid, decreasing to >= 0; an int: that many Karras steps
+                    schedule: MeanSchedule,                   # the mean reversion r(sigma)
+                    cond: Tensor | None = None,               # condition channels, passed to `denoiser` as they are
+                    *, solver: str = "euler",                 # "euler" or "heun"
+                    s_churn: float = 0.0,                     # total churn; gamma = s_churn / n per step
+                    s_tmin: float = 0.0,                      # churn only at levels >= s_tmin ...
+                    s_tmax: float = float("inf"),             # ... and <= s_tmax
+                    s_noise: float = 1.0,                     # scale of the fresh churn noise
+                    gamma_max: float | None = None,           # cap on gamma (EDM: sqrt(2) - 1); None: no cap
+                    noise: Tensor | None = None,              # initial noise shaped like `mu`; None: drawn from `generator`
+                    generator: torch.Generator | Sequence[torch.Generator] | None = None,  # one, or one per sample
+                    return_trajectory: bool = False,          # return a `Trajectory` instead of the sample
+                    callback: Callable | None = None,         # called after each step with a dict (i, x, sigma, sigma_hat, denoised)
+                    progress: bool = False,                   # show a progress bar of steps
+                    ) -> Tensor | Trajectory:                 # the sample `[B, C, H, W]` (or its `Trajectory`)
     "Sample a clear image `[B, C, H, W]` given the cloudy `mu` (`[B, C, H, W]`, or `[B, T, C, H, W]` for several dates)."
     if mu.ndim not in (4, 5): raise ValueError(f"mu must be [B, C, H, W] or [B, T, C, H, W], got {tuple(mu.shape)}")
     if solver not in ("euler", "heun"): raise ValueError(f"solver must be 'euler' or 'heun', got {solver!r}")
@@ -93,12 +103,12 @@ def residual_sample(denoiser: Callable, mu: Tensor, sigmas: Tensor | Sequence[fl
     if not return_trajectory: return sample
     return Trajectory(sample, xs, denoised, sigmas, torch.stack(sigma_hats))
 
-
+# %% ../nbs/04_samplers.ipynb #024cc600
 def euler_sampler(denoiser, mu, sigmas, schedule, cond=None, **kwargs):
     "Euler sampling, one network evaluation per step (the authors' sampler); churn through `s_churn` etc."
     return residual_sample(denoiser, mu, sigmas, schedule, cond, solver="euler", **kwargs)
 
-
+# %% ../nbs/04_samplers.ipynb #ed034511
 def heun_sampler(denoiser, mu, sigmas, schedule, cond=None, **kwargs):
     "Heun sampling (second order, 2n - 1 evaluations); churn through `s_churn` etc."
     return residual_sample(denoiser, mu, sigmas, schedule, cond, solver="heun", **kwargs)
