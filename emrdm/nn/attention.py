@@ -29,7 +29,7 @@ def natten_api() -> str | None:
     if hasattr(natten, "na2d"): return "new"
     return None
 
-
+# %% ../../nbs/05_attention.ipynb #ee5f80b0
 @functools.lru_cache(maxsize=None)
 def flash_attn_available() -> bool:
     "Whether `flash_attn` imports (it is only ever used on CUDA in fp16/bf16)."
@@ -43,11 +43,11 @@ def flash_attn_available() -> bool:
 GLOBAL_BACKENDS = ("auto", "sdpa", "flash")
 NEIGHBORHOOD_BACKENDS = ("auto", "torch", "natten")
 
-
+# %% ../../nbs/05_attention.ipynb #09f95b6c
 def _flash_ok(q: Tensor) -> bool:
     return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and flash_attn_available()
 
-
+# %% ../../nbs/05_attention.ipynb #99324e52
 def global_attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "auto") -> Tensor:
     "Softmax attention with scale 1 over all tokens; `q, k, v` and the result are `[B, heads, N, d]`."
     if backend not in GLOBAL_BACKENDS: raise ValueError(f"global attention backend must be one of {GLOBAL_BACKENDS}, got {backend!r}")
@@ -66,7 +66,7 @@ def window_start(i: Tensor, length: int, kernel_size: int) -> Tensor:
     "First key of the clamped window of query position(s) `i` on an axis of `length` (NATTEN semantics)."
     return (i - kernel_size // 2).clamp(0, length - kernel_size)
 
-
+# %% ../../nbs/05_attention.ipynb #3714a623
 def _axis_tiles(length: int, kernel_size: int, tile: int, device):
     "Key positions `[n_tiles, R]` of each tile's region and the mask `[n_tiles, tile, R]` of each query's window."
     n_tiles, region = -(-length // tile), min(tile + kernel_size - 1, length)
@@ -77,7 +77,7 @@ def _axis_tiles(length: int, kernel_size: int, tile: int, device):
     mask = (keys[:, None, :] >= start[..., None]) & (keys[:, None, :] < start[..., None] + kernel_size)
     return keys, mask
 
-
+# %% ../../nbs/05_attention.ipynb #867befec
 def na2d_torch(q: Tensor, k: Tensor, v: Tensor, kernel_size: int, tile: int | tuple[int, int] = 8) -> Tensor:
     "Exact 2-D neighbourhood attention (scale 1) in PyTorch; `q, k, v` and the result are `[B, H, W, heads, d]`."
     B, H, W, nh, d = q.shape
@@ -120,7 +120,7 @@ def na2d_natten(q: Tensor, k: Tensor, v: Tensor, kernel_size: int) -> Tensor:
     attn = nf.na2d_qk(qh, kh, kernel_size, 1).softmax(-1).to(vh.dtype)
     return nf.na2d_av(attn, vh, kernel_size, 1).permute(0, 2, 3, 1, 4)
 
-
+# %% ../../nbs/05_attention.ipynb #aec5ba78
 def neighborhood_attention(q: Tensor, k: Tensor, v: Tensor, kernel_size: int = 7, backend: str = "auto",
                            tile: int = 8) -> Tensor:
     "2-D neighbourhood attention, scale 1: natten on CUDA when installed (`auto`), else exact PyTorch tiles."
