@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from fastcore.basics import patch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -29,7 +30,7 @@ def rms_norm(x: Tensor, scale: Tensor, eps: float = 1e-6) -> Tensor:
     mean_sq = x.to(dtype).square().mean(-1, keepdim=True)
     return x * (scale.to(dtype) * torch.rsqrt(mean_sq + eps)).to(x.dtype)
 
-
+# %% ../../nbs/06_hdit.ipynb #4b12871b
 class RMSNorm(nn.Module):
     "RMS norm with a learned per-channel `scale` (ones at initialisation)."
     def __init__(self, features: int, eps: float = 1e-6):
@@ -37,7 +38,7 @@ class RMSNorm(nn.Module):
         self.eps, self.scale = eps, nn.Parameter(torch.ones(features))
     def forward(self, x): return rms_norm(x, self.scale, self.eps)
 
-
+# %% ../../nbs/06_hdit.ipynb #31e86a16
 class AdaRMSNorm(nn.Module):
     "RMS norm whose scale is `1 + linear(cond)` per sample; `linear` is zero at initialisation."
     def __init__(self, features: int, cond_features: int, eps: float = 1e-6):
@@ -50,7 +51,7 @@ class AdaRMSNorm(nn.Module):
         scale = self.linear(cond) + 1
         return rms_norm(x, scale.view(scale.shape[0], *[1] * (x.ndim - 2), scale.shape[-1]), self.eps)
 
-
+# %% ../../nbs/06_hdit.ipynb #28212d9c
 class LinearGEGLU(nn.Linear):
     "A bias-free linear layer to `2 * out_features`, whose first half is gated by GELU of the second."
     def __init__(self, in_features: int, out_features: int):
@@ -59,7 +60,7 @@ class LinearGEGLU(nn.Linear):
         value, gate = super().forward(x).chunk(2, dim=-1)
         return value * F.gelu(gate)
 
-
+# %% ../../nbs/06_hdit.ipynb #35297e61
 def zero_init(layer: nn.Module) -> nn.Module:
     "Zero a layer's weight (and bias) in place and return it."
     nn.init.zeros_(layer.weight)
@@ -71,7 +72,7 @@ def _cell_centres(lo: float, hi: float, n: int) -> Tensor:
     edges = torch.linspace(lo, hi, n + 1, dtype=torch.float64)
     return (edges[:-1] + edges[1:]) / 2
 
-
+# %% ../../nbs/06_hdit.ipynb #97ff700c
 def make_axial_pos(h: int, w: int) -> Tensor:
     "Positions `[h, w, 2]` (y, x) of token centres in [-1, 1], the shorter side scaled by the aspect ratio."
     ar = w / h
@@ -79,19 +80,19 @@ def make_axial_pos(h: int, w: int) -> Tensor:
     ys, xs = _cell_centres(-y_lim, y_lim, h), _cell_centres(-x_lim, x_lim, w)
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).float()
 
-
+# %% ../../nbs/06_hdit.ipynb #8fb67121
 def downscale_pos(pos: Tensor) -> Tensor:
     "Average 2x2 blocks of a position grid `[..., h, w, 2]`."
     return rearrange(pos, "... (h nh) (w nw) e -> ... h w (nh nw) e", nh=2, nw=2).mean(-2)
 
-
+# %% ../../nbs/06_hdit.ipynb #24b9ba70
 def rope_freqs(n_heads: int, d_head: int) -> Tensor:
     "Rotary frequencies `[n_heads, d_head // 8]`: pi * 10**((k * n_heads + h) / (n_heads * d_head / 8))."
     n = d_head // 8
     log_f = torch.linspace(math.log(math.pi), math.log(10 * math.pi), n_heads * n + 1)[:-1]
     return log_f.exp().view(n, n_heads).T.contiguous()
 
-
+# %% ../../nbs/06_hdit.ipynb #6527cd72
 def apply_rope(x: Tensor, theta: Tensor) -> Tensor:
     "Rotate dimension pairs (i, i + d) of `x` by `theta [..., d]`, d = theta.shape[-1]; the rest passes unchanged."
     d = theta.shape[-1]
@@ -101,7 +102,7 @@ def apply_rope(x: Tensor, theta: Tensor) -> Tensor:
     y1, y2 = x1f * cos - x2f * sin, x2f * cos + x1f * sin
     return torch.cat([y1.to(x.dtype), y2.to(x.dtype), rest], dim=-1)
 
-
+# %% ../../nbs/06_hdit.ipynb #008b5611
 class AxialRoPE(nn.Module):
     "Angles for axial rotary embeddings; the persistent buffer `freqs [n_heads, d_head // 8]` is in the checkpoints."
     def __init__(self, d_head: int, n_heads: int):
@@ -122,7 +123,7 @@ def scale_for_cosine_sim(q: Tensor, k: Tensor, scale: Tensor, eps: float = 1e-6)
     k_scale = sqrt_scale * torch.rsqrt(k.to(dtype).square().sum(-1, keepdim=True) + eps)
     return q * q_scale.to(q.dtype), k * k_scale.to(k.dtype)
 
-
+# %% ../../nbs/06_hdit.ipynb #45a32f4c
 class SelfAttentionBlock(nn.Module):
     "Pre-norm residual self-attention, global or within a k x k neighbourhood, on tokens `[B, H, W, d_model]`."
     def __init__(self, d_model: int, d_head: int, cond_features: int, kernel_size: int | None = None,
@@ -155,7 +156,7 @@ class SelfAttentionBlock(nn.Module):
             out = rearrange(out, "b h w nh e -> b h w (nh e)")
         return self.out_proj(self.dropout(out)) + skip
 
-
+# %% ../../nbs/06_hdit.ipynb #27a5e2b1
 class FeedForwardBlock(nn.Module):
     "Pre-norm residual GEGLU feed-forward: `x + down(dropout(geglu(norm(x, cond))))`."
     def __init__(self, d_model: int, d_ff: int, cond_features: int, dropout: float = 0.0):
@@ -167,7 +168,7 @@ class FeedForwardBlock(nn.Module):
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         return x + self.down_proj(self.dropout(self.up_proj(self.norm(x, cond))))
 
-
+# %% ../../nbs/06_hdit.ipynb #0b7a2aba
 class TransformerLayer(nn.Module):
     "Self-attention then feed-forward (`self_attn`, `ff`), each optionally gradient-checkpointed."
     def __init__(self, d_model, d_ff, d_head, cond_features, kernel_size=None, dropout=0.0, backend="auto"):
@@ -181,7 +182,7 @@ class TransformerLayer(nn.Module):
             return checkpoint(self.ff, x, cond, use_reentrant=False)
         return self.ff(self.self_attn(x, pos, cond), cond)
 
-
+# %% ../../nbs/06_hdit.ipynb #f2544a12
 class Level(nn.ModuleList):
     "The layers of one resolution, applied in order."
     def __init__(self, layers: list[nn.Module]):
@@ -202,7 +203,7 @@ class FourierFeatures(nn.Module):
         f = 2 * math.pi * x @ self.weight.T
         return torch.cat([f.cos(), f.sin()], dim=-1)
 
-
+# %% ../../nbs/06_hdit.ipynb #2dfd7edc
 class MappingFeedForwardBlock(nn.Module):
     "Residual GEGLU block of the mapping network, with a plain RMS norm."
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
@@ -213,7 +214,7 @@ class MappingFeedForwardBlock(nn.Module):
         self.down_proj = zero_init(nn.Linear(d_ff, d_model, bias=False))
     def forward(self, x): return x + self.down_proj(self.dropout(self.up_proj(self.norm(x))))
 
-
+# %% ../../nbs/06_hdit.ipynb #f94f9a34
 class MappingNetwork(nn.Module):
     "RMS norm, `depth` residual GEGLU blocks, RMS norm: the noise embedding every adaptive norm reads."
     def __init__(self, depth: int, d_model: int, d_ff: int, dropout: float = 0.0):
@@ -238,7 +239,7 @@ class TokenMerge(nn.Module):
             raise ValueError(f"a {x.shape[-3]}x{x.shape[-2]} map cannot be cut into {self.h}x{self.w} patches")
         return self.proj(rearrange(x, "... (h nh) (w nw) e -> ... h w (nh nw e)", nh=self.h, nw=self.w))
 
-
+# %% ../../nbs/06_hdit.ipynb #23d5c08e
 class TokenSplitWithoutSkip(nn.Module):
     "Split each token `[..., H, W, in]` into a `patch` block of `out` features; the projection starts at zero."
     def __init__(self, in_features: int, out_features: int, patch_size=(2, 2)):
@@ -248,7 +249,7 @@ class TokenSplitWithoutSkip(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return rearrange(self.proj(x), "... h w (nh nw e) -> ... (h nh) (w nw) e", nh=self.h, nw=self.w)
 
-
+# %% ../../nbs/06_hdit.ipynb #d71d97b6
 class TokenSplit(nn.Module):
     "Split tokens 2x2 and blend with the skip: `skip + fac * (x - skip)`, `fac` learned (0.5 at initialisation)."
     def __init__(self, in_features: int, out_features: int, patch_size=(2, 2)):
@@ -270,7 +271,7 @@ def _attn_spec(spec: dict) -> tuple[int, int | None]:
     if kind == "neighborhood": return spec.get("d_head", 64), spec.get("kernel_size", 7)
     raise ValueError(f"attention type must be 'global' or 'neighborhood', got {kind!r}")
 
-
+# %% ../../nbs/06_hdit.ipynb #e83c76fb
 class HDiT(nn.Module):
     "Hourglass diffusion transformer: `[B, in_channels, H, W]` and `c_noise [B]` -> `[B, out_channels, H, W]`."
     def __init__(self, in_channels: int, out_channels: int, *, patch_size, widths, depths, d_ffs, self_attns, dropout_rate,
@@ -312,32 +313,38 @@ class HDiT(nn.Module):
         "c_noise `[B]` -> the conditioning vector `[B, mapping_width]`."
         return self.mapping(self.time_in_proj(self.time_emb(c_noise[:, None])))
 
-    def _check_input(self, x: Tensor, channel_dim: int):
-        if x.shape[channel_dim] != self.in_channels:
-            raise ValueError(f"the network takes {self.in_channels} input channels, got {x.shape[channel_dim]} (shape {tuple(x.shape)})")
-        h, w = x.shape[-2:]
-        f = 2 ** (len(self.merges))
-        if h % (self.patch_size[0] * f) or w % (self.patch_size[1] * f):
-            raise ValueError(f"height and width must be multiples of {self.patch_size[0] * f}x{self.patch_size[1] * f} "
-                             f"(patch size x 2^levels), got {h}x{w}")
+# %% ../../nbs/06_hdit.ipynb #3342b02c
+@patch
+def _check_input(self: HDiT, x: Tensor, channel_dim: int):
+    if x.shape[channel_dim] != self.in_channels:
+        raise ValueError(f"the network takes {self.in_channels} input channels, got {x.shape[channel_dim]} (shape {tuple(x.shape)})")
+    h, w = x.shape[-2:]
+    f = 2 ** (len(self.merges))
+    if h % (self.patch_size[0] * f) or w % (self.patch_size[1] * f):
+        raise ValueError(f"height and width must be multiples of {self.patch_size[0] * f}x{self.patch_size[1] * f} "
+                         f"(patch size x 2^levels), got {h}x{w}")
 
-    def _finish(self, x: Tensor) -> Tensor:
-        x = self.patch_out(self.out_norm(x))
-        if self.tanh: x = x.tanh()
-        return x.movedim(-1, -3)
+# %% ../../nbs/06_hdit.ipynb #a270542e
+@patch
+def _finish(self: HDiT, x: Tensor) -> Tensor:
+    x = self.patch_out(self.out_norm(x))
+    if self.tanh: x = x.tanh()
+    return x.movedim(-1, -3)
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
-        "The network output `[B, out_channels, H, W]` for the input `x [B, in_channels, H, W]` at noise level `c_noise [B]`."
-        self._check_input(x, 1)
-        x = self.patch_in(x.movedim(1, -1))                                         # [B, H/p, W/p, w0]
-        pos = make_axial_pos(x.shape[-3], x.shape[-2]).to(x.device)
-        cond = self.noise_embedding(c_noise)
-        skips = []
-        for down, merge in zip(self.down_levels, self.merges):
-            x = down(x, pos, cond)
-            skips.append((x, pos))
-            x, pos = merge(x), downscale_pos(pos)
-        x = self.mid_level(x, pos, cond)
-        for up, split, (skip, pos) in reversed(list(zip(self.up_levels, self.splits, skips))):
-            x = up(split(x, skip), pos, cond)
-        return self._finish(x)
+# %% ../../nbs/06_hdit.ipynb #34bb53be
+@patch
+def forward(self: HDiT, x: Tensor, c_noise: Tensor) -> Tensor:
+    "The network output `[B, out_channels, H, W]` for the input `x [B, in_channels, H, W]` at noise level `c_noise [B]`."
+    self._check_input(x, 1)
+    x = self.patch_in(x.movedim(1, -1))                                         # [B, H/p, W/p, w0]
+    pos = make_axial_pos(x.shape[-3], x.shape[-2]).to(x.device)
+    cond = self.noise_embedding(c_noise)
+    skips = []
+    for down, merge in zip(self.down_levels, self.merges):
+        x = down(x, pos, cond)
+        skips.append((x, pos))
+        x, pos = merge(x), downscale_pos(pos)
+    x = self.mid_level(x, pos, cond)
+    for up, split, (skip, pos) in reversed(list(zip(self.up_levels, self.splits, skips))):
+        x = up(split(x, skip), pos, cond)
+    return self._finish(x)
