@@ -36,7 +36,7 @@ class TemporalConfig:
     mlp: list
     pad_value: float | None
 
-
+# %% ../nbs/08_config.ipynb #7a8b2803
 @dataclass
 class NetworkConfig:
     "Hyper-parameters of the denoising network (no defaults: the released ones are in the packaged YAML); `temporal` set means several dates."
@@ -55,7 +55,7 @@ class NetworkConfig:
     tanh: bool = False
     temporal: TemporalConfig | None = None
 
-
+# %% ../nbs/08_config.ipynb #d02fef20
 @dataclass
 class DiffusionConfig:
     "Mean reversion (`alpha`; None for none), preconditioning statistics, training noise distribution."
@@ -66,7 +66,7 @@ class DiffusionConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
 
-
+# %% ../nbs/08_config.ipynb #33d5f37c
 @dataclass
 class SamplerConfig:
     "Solver, Karras grid and churn used by `EMRDM.sample`."
@@ -81,7 +81,7 @@ class SamplerConfig:
     s_noise: float = 1.0
     gamma_max: float | None = None
 
-
+# %% ../nbs/08_config.ipynb #bccab4c0
 @dataclass
 class DataConfig:
     "Which dataset, and what conditions the network: the cloudy image(s), with NIR or not, which dates."
@@ -91,7 +91,7 @@ class DataConfig:
     frames: int | None = None
     date: int | None = None
 
-
+# %% ../nbs/08_config.ipynb #02c6bc78
 @dataclass
 class TrainConfig:
     "Optimisation settings (AdamW, EMA) of the released runs."
@@ -103,7 +103,7 @@ class TrainConfig:
     val_every_n_epochs: int = 1
     seed: int = 3407
 
-
+# %% ../nbs/08_config.ipynb #d2b2897c
 @dataclass
 class Config:
     "A whole EMRDM configuration."
@@ -121,7 +121,7 @@ class Config:
 # %% ../nbs/08_config.ipynb #0534015f
 _RENAMED = {("diffusion", "rho"): "covariance"}       # (section, old key): new key
 
-
+# %% ../nbs/08_config.ipynb #293c24d5
 def _renamed(d: dict) -> dict:
     "`d` with renamed keys moved to their new names, each reported once by a `FutureWarning`."
     out = dict(d)
@@ -137,11 +137,11 @@ def _renamed(d: dict) -> dict:
 _NESTED = {(Config, "network"): NetworkConfig, (Config, "diffusion"): DiffusionConfig, (Config, "sampler"): SamplerConfig,
            (Config, "data"): DataConfig, (Config, "train"): TrainConfig, (NetworkConfig, "temporal"): TemporalConfig}
 
-
+# %% ../nbs/08_config.ipynb #aa4aefbc
 class ConfigError(ValueError):
     "An invalid configuration: an unknown key, a wrong value, or channels that do not add up."
 
-
+# %% ../nbs/08_config.ipynb #61ab8a42
 def _typed(value, ftype: str, key: str):
     "Check (and for numbers written as YAML strings, e.g. 1.0e8, convert) a value against its field's type."
     if value is None:
@@ -164,7 +164,7 @@ def _typed(value, ftype: str, key: str):
     if "str" in kinds and not isinstance(value, str): raise ConfigError(f"'{key}' must be a string, got {value!r}")
     return value
 
-
+# %% ../nbs/08_config.ipynb #60cba0ce
 def _from_dict(cls, d: dict, where: str):
     if not isinstance(d, dict): raise ConfigError(f"{where or 'the configuration'} must be a mapping, got {type(d).__name__}")
     names = [f.name for f in dataclasses.fields(cls)]
@@ -183,7 +183,7 @@ def _from_dict(cls, d: dict, where: str):
     if missing: raise ConfigError(f"missing key(s) {', '.join(repr(where + m) for m in missing)}: start from a packaged config with `base:`")
     return cls(**kwargs)
 
-
+# %% ../nbs/08_config.ipynb #c0f4f21b
 def config_from_dict(d: dict) -> Config:
     "A validated `Config` from a nested dictionary (YAML's shape); renamed keys are accepted with a warning."
     cfg = _from_dict(Config, _renamed({k: v for k, v in d.items() if k != "base"}), "")
@@ -231,7 +231,7 @@ _RULES = {   # key: (test, what the value must be)
 }
 _MAY_BE_INFINITE = ("sampler.s_tmax",)
 
-
+# %% ../nbs/08_config.ipynb #235a2526
 def _numbers(obj, where: str = ""):
     "(dotted key, value) of every float in a config dataclass, lists included."
     for f in dataclasses.fields(obj):
@@ -240,7 +240,7 @@ def _numbers(obj, where: str = ""):
         elif isinstance(v, float): yield key, v
         elif isinstance(v, (list, tuple)): yield from ((f"{key}[{i}]", x) for i, x in enumerate(v) if isinstance(x, float))
 
-
+# %% ../nbs/08_config.ipynb #68bae463
 def check_numbers(cfg: Config) -> None:
     "Raise `ConfigError` for a NaN or infinite value (but `sampler.s_tmax`) or a value outside its key's range."
     for key, v in _numbers(cfg):
@@ -261,7 +261,7 @@ def check_size(obj, what: str, limit: int = 100_000) -> None:
         if isinstance(x, dict): stack.extend(x.values())
         elif isinstance(x, (list, tuple)): stack.extend(x)
 
-
+# %% ../nbs/08_config.ipynb #f9b67d66
 def _read_yaml(path: Path):
     "The YAML document in `path`; `ConfigError` naming the line for a syntax error, or for a document too large to walk."
     try: d = yaml.safe_load(path.read_text())
@@ -276,12 +276,12 @@ def _read_yaml(path: Path):
 # %% ../nbs/08_config.ipynb #16942d91
 CONFIG_DIR = Path(str(importlib.resources.files("emrdm"))) / "configs"   # packaged YAML files
 
-
+# %% ../nbs/08_config.ipynb #754f6e23
 def available_configs() -> list[str]:
     "Names of the packaged configurations."
     return sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIG_DIR.rglob("*.yaml"))
 
-
+# %% ../nbs/08_config.ipynb #4fb02300
 def _find(name: str) -> Path:
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
@@ -293,7 +293,7 @@ def _find(name: str) -> Path:
     close = difflib.get_close_matches(name, names, n=3)
     raise ConfigError(f"no packaged config named '{name}'" + (f"; did you mean {close}?" if close else f"; available: {names}"))
 
-
+# %% ../nbs/08_config.ipynb #7228cafe
 def _merge(base: dict, over: dict) -> dict:
     "Deep merge: mappings merge key by key, anything else (null included) replaces."
     out = copy.deepcopy(base)
@@ -301,7 +301,7 @@ def _merge(base: dict, over: dict) -> dict:
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
 
-
+# %% ../nbs/08_config.ipynb #192f3ffb
 def _raw(name_or_path: str, seen=()) -> dict:
     path = _find(name_or_path)
     if path in seen: raise ConfigError(f"config {path} is its own base")
@@ -313,7 +313,7 @@ def _raw(name_or_path: str, seen=()) -> dict:
     local = path.parent / f"{base}.yaml"
     return _merge(_raw(str(local) if local.exists() else base, seen + (path,)), d)
 
-
+# %% ../nbs/08_config.ipynb #9d92ecd7
 def _dotted(overrides: dict) -> dict:
     "{'sampler.steps': 10} -> {'sampler': {'steps': 10}}; nested dicts pass through."
     out = {}
@@ -324,7 +324,7 @@ def _dotted(overrides: dict) -> dict:
         node[last] = value
     return out
 
-
+# %% ../nbs/08_config.ipynb #1423ce2b
 def load_config(name_or_path: str | Path | Config | dict, overrides: dict | None = None, **dotted) -> Config:
     "A packaged config by name (`'cuhk'`, `'ablation/config_a'` or `'config_a'`) or a YAML path; then `overrides`."
     if isinstance(name_or_path, Config): d = name_or_path.to_dict()
