@@ -3,10 +3,10 @@ __version__ = "0.0.1"
 
 # The re-exports are resolved on first use (PEP 562), so that `import emrdm` (and `emrdm --help`, `emrdm --version`)
 # does not import torch.
-_LAZY = {"EMRDM": "emrdm.model", "Config": "emrdm.config", "ConfigError": "emrdm.config",
-         "available_configs": "emrdm.config", "load_config": "emrdm.config"}
+_LAZY = {"EMRDM": "emrdm.checkpoint", "load": "emrdm.checkpoint", "Config": "emrdm.config", "ConfigError": "emrdm.config",
+         "available_configs": "emrdm.config", "load_config": "emrdm.config"}   # EMRDM via checkpoint: with save/load attached
 
-__all__ = ["EMRDM", "Config", "ConfigError", "available_configs", "load_config", "__version__"]
+__all__ = ["EMRDM", "load", "Config", "ConfigError", "available_configs", "load_config", "__version__"]
 
 
 def __getattr__(name):

@@ -96,13 +96,13 @@ def _run_dir(args, command: str, name: str | None = None) -> "Path":
 # %% ../nbs/14_cli.ipynb #327d707b
 def _model_and_config(args):
     "(model, config): --checkpoint's weights under --config or the checkpoint's own config, --set on top; or a new model."
+    from emrdm.checkpoint import load
     from emrdm.model import EMRDM, load_config
-    from emrdm.train import load_model
     if not (args.config or args.checkpoint): raise ValueError("give --config, --checkpoint, or both")
     sets = _overrides(args.set)
     cfg = load_config(args.config, sets) if args.config else None
     if not args.checkpoint: return EMRDM(cfg).eval(), cfg
-    model = load_model(args.checkpoint, cfg)
+    model = load(args.checkpoint, cfg)
     cfg = cfg or load_config(model.config, sets)
     if cfg.to_dict() != model.config.to_dict():           # --set on the checkpoint's config; --config for an EMRDM.save file
         from emrdm.checkpoint import CheckpointError
@@ -134,8 +134,8 @@ def _train_setup(args):
     sets = _overrides(args.set)
     cfg = load_config(args.config, sets) if args.config else None
     if args.checkpoint:
-        from emrdm.train import load_model
-        init = load_model(args.checkpoint, cfg)
+        from emrdm.checkpoint import load
+        init = load(args.checkpoint, cfg)
         return cfg or load_config(init.config, sets), init
     if cfg is not None: return cfg, None                       # with --resume: fit checks it against the stored one
     if args.resume:

@@ -182,31 +182,3 @@ def temporal_attention(self: EMRDM,
         return out
     with torch.no_grad(): clear = self._sample(net, mu, cond, steps, noise, generator, False, False, **sampler_options)
     return clear, torch.stack(weights)
-
-# %% ../nbs/08_model.ipynb #74abfbf9
-@patch(cls_method=True)
-def from_official_checkpoint(cls: EMRDM,
-                             path,              # the authors' Lightning `.ckpt`
-                             cfg: Config | str | Path | dict | None = None,  # its configuration; inferred from the weights if None
-                             ema: bool = True,  # the EMA weights (the released models), else the raw ones
-                             **kwargs) -> "EMRDM":
-    "Load the authors' Lightning `.ckpt`; `kwargs`: `trust_pickle` and the backends; see [checkpoints](checkpoint.html)."
-    from emrdm.checkpoint import load_official_checkpoint
-    return load_official_checkpoint(path, cfg, ema=ema, **kwargs)
-
-# %% ../nbs/08_model.ipynb #cd7fbcca
-@patch
-def save(self: EMRDM, path) -> None:
-    "Save the weights together with the exact configuration to `path` (our format)."
-    from emrdm.checkpoint import save_emrdm
-    save_emrdm(self, path)
-
-# %% ../nbs/08_model.ipynb #e7a36fa4
-@patch(cls_method=True)
-def load(cls: EMRDM,
-         path,                  # a file written by `save`
-         map_location="cpu",    # as for `torch.load`
-         **kwargs) -> "EMRDM":
-    "Load a model saved with `save`; `kwargs` (the backends) go to `EMRDM`."
-    from emrdm.checkpoint import load_emrdm
-    return load_emrdm(path, map_location=map_location, **kwargs)

@@ -20,9 +20,8 @@ from .metrics import DATASET_PROTOCOL, LPIPS, MetricsLog, image_metrics
 
 # %% auto #0
 __all__ = ['EMA', 'dataset_options', 'make_dataset', 'stream_seed', 'EpochSampler', 'EpochItems', 'EMRDMTask', 'EMRDMData',
-           'load_model', 'initialise', 'run_checkpoint', 'config_conflicts', 'stored_config', 'AtomicCheckpointIO',
-           'RunCheckpoints', 'TrainingInterrupted', 'StopOnSignal', 'ExceptionCheckpoint', 'fit', 'evaluate',
-           'to_physical', 'predict']
+           'initialise', 'run_checkpoint', 'config_conflicts', 'stored_config', 'AtomicCheckpointIO', 'RunCheckpoints',
+           'TrainingInterrupted', 'StopOnSignal', 'ExceptionCheckpoint', 'fit', 'evaluate', 'to_physical', 'predict']
 
 # %% ../nbs/12_train.ipynb #e9cec7e7
 class EMA:
@@ -257,30 +256,11 @@ class EMRDMData(L.LightningDataModule):
     def load_state_dict(self, state: dict):
         if state: self._resume = (state["epoch"], state["batches"])
 
-# %% ../nbs/12_train.ipynb #46fb8501
-def load_model(path, config: Config | str | None = None, ema: bool = True, **kwargs) -> EMRDM:
-    "An `EMRDM` from our training checkpoint (EMA weights), our `EMRDM.save` format, or the authors' `.ckpt`."
-    from emrdm.checkpoint import CheckpointError, load_official_checkpoint, read_checkpoint
-    ckpt = read_checkpoint(path)
-    if ckpt.get("format") == "emrdm": return EMRDM.load(path, **kwargs)
-    if "emrdm_config" in ckpt:
-        cfg = load_config(ckpt["emrdm_config"]) if config is None else (config if isinstance(config, Config) else load_config(config))
-        model = EMRDM(cfg, **kwargs)
-        sd = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        try: model.load_state_dict(sd, strict=True)
-        except RuntimeError as e: raise CheckpointError(f"{path} does not fit config '{cfg.name}': {str(e)[:500]}") from None
-        if ema and "ema" in ckpt:
-            params = dict(model.net.named_parameters())
-            with torch.no_grad():
-                for n, v in ckpt["ema"]["shadow"].items(): params[n].copy_(v)
-        return model.eval()
-    return load_official_checkpoint(ckpt, config, ema=ema, **kwargs)
-
 # %% ../nbs/12_train.ipynb #e034af74
 def initialise(task: EMRDMTask, init) -> EMRDMTask:
-    "Put the weights of `init` (a checkpoint in any format `load_model` reads, or an `EMRDM`) into `task`; the EMA starts there."
-    from emrdm.checkpoint import CheckpointError
-    src = init if isinstance(init, EMRDM) else load_model(init, task.config)
+    "Put the weights of `init` (a checkpoint in any format `emrdm.load` reads, or an `EMRDM`) into `task`; the EMA starts there."
+    from emrdm.checkpoint import CheckpointError, load
+    src = init if isinstance(init, EMRDM) else load(init, task.config)
     try: task.model.load_state_dict(src.state_dict(), strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{init if not isinstance(init, EMRDM) else 'the model'} does not fit config "

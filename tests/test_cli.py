@@ -9,7 +9,7 @@ import torch
 import emrdm
 from emrdm.cli import _model_and_config, build_parser
 from emrdm.data.sen2mtc import write_fake_sen2mtc
-from emrdm.train import load_model
+from emrdm.checkpoint import load
 
 EMRDM = str(Path(sys.executable).parent / "emrdm")
 CHATTER = ("litlogger", "litmodels", "Tip:", "GPU available", "TPU available", "ckpt_path", "weights_only", "LeafSpec",
@@ -60,7 +60,7 @@ def test_train_fine_tunes_from_checkpoint(trained, tmp_path, config):
     out = run("train", "--checkpoint", src, *config, "--data", root / "mtc", "--max-steps", 1, "--set", "train.lr=1e-12",
               "--set", "train.batch_size=2", "-o", tmp_path / "ft", "--quiet")
     assert out.returncode == 0, out.stderr[-3000:]
-    start, tuned = load_model(src), load_model(tmp_path / "ft/checkpoints/last.ckpt", ema=False)
+    start, tuned = load(src), load(tmp_path / "ft/checkpoints/last.ckpt", ema=False)
     for (n, a), b in zip(start.net.named_parameters(), tuned.net.parameters()):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=n)         # one step at lr 1e-12 from the checkpoint's weights
 
@@ -87,5 +87,5 @@ def test_set_applies_to_a_checkpoints_config(trained):
                                       "--set", "sampler.steps=3", "--set", "sampler.s_churn=0.5"])
     model, cfg = _model_and_config(args)
     assert (cfg.sampler.steps, cfg.sampler.s_churn) == (3, 0.5) and model.config.sampler.steps == 3
-    ref = load_model(root / "run/checkpoints/last.ckpt")
+    ref = load(root / "run/checkpoints/last.ckpt")
     assert all(torch.equal(a, b) for a, b in zip(model.net.parameters(), ref.net.parameters()))

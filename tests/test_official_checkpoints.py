@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import emrdm
-from emrdm.checkpoint import (CheckpointError, ema_key, fake_official_checkpoint, load_official_checkpoint,
+from emrdm.checkpoint import (CheckpointError, ema_key, fake_official_checkpoint, load,
                               read_key_table)
 
 TABLES = Path(__file__).parent / "data" / "state_dict"
@@ -29,7 +29,7 @@ def test_model_state_dict_is_the_released_layout(table, config):
 def test_temporal_checkpoint_loads_ema_and_is_identified_by_shape():
     rows = read_key_table(TABLES / "sen2_mtc_new.tsv")
     ckpt = fake_official_checkpoint(rows, torch.Generator().manual_seed(0), ema_offset=2.0)
-    model = load_official_checkpoint(ckpt)                                   # no cfg: the shapes say sen2mtc
+    model = load(ckpt)                                   # no cfg: the shapes say sen2mtc
     assert model.config.name == "sen2mtc" and model.temporal
     sd = ckpt["state_dict"]
     enc = model.net.temporal_encoder.attention_heads

@@ -158,8 +158,8 @@ def test_predict_makes_colliding_names_unique():
 def test_two_concurrent_runs_leave_one_complete_output(env, tmp_path):
     "Two processes write the same --out at once: both succeed, the file is exactly one of the runs' results, no temp left."
     from emrdm.inference import remove_clouds
-    from emrdm.train import load_model
-    model = load_model(env / "model.pt")
+    from emrdm.checkpoint import load
+    model = load(env / "model.pt")
     refs = {}
     for seed in (1, 2):                                                         # what each run writes on its own
         remove_clouds(model, env / "scene.tif", tmp_path / f"ref{seed}.tif", tile=64, overlap=16, steps=3, seed=seed,

@@ -12,7 +12,8 @@ import torch
 from emrdm.data.sen12mscr import write_fake_sen12mscr
 from emrdm.data.sen2mtc import write_fake_sen2mtc
 from emrdm.model import load_config
-from emrdm.train import fit, load_model
+from emrdm.checkpoint import load
+from emrdm.train import fit
 
 EMRDM = str(Path(sys.executable).parent / "emrdm")
 
