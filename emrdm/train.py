@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from .model import EMRDM, Config, load_config
-from .metrics import DATASET_PROTOCOL, LPIPS, MetricsLog, image_metrics
+from .metrics import LPIPS, MetricsLog, image_metrics
 
 # %% auto #0
-__all__ = ['EMA', 'dataset_options', 'make_dataset', 'stream_seed', 'EpochSampler', 'EpochItems', 'EMRDMTask', 'EMRDMData',
+__all__ = ['EMA', 'protocol_of', 'make_dataset', 'stream_seed', 'EpochSampler', 'EpochItems', 'EMRDMTask', 'EMRDMData',
            'initialise', 'run_checkpoint', 'config_conflicts', 'stored_config', 'AtomicCheckpointIO', 'RunCheckpoints',
            'TrainingInterrupted', 'StopOnSignal', 'ExceptionCheckpoint', 'fit', 'evaluate', 'to_physical', 'predict']
 
@@ -60,21 +60,24 @@ class EMA:
         return self
 
 # %% ../nbs/12_train.ipynb #f539e5d0
-def dataset_options(cfg: Config, name: str) -> dict:
-    "Dataset keyword arguments implied by a configuration's `data` section."
-    d = cfg.data
-    if name in ("cuhk-cr1", "cuhk-cr2"): return {"use_nir": bool(d.use_nir)}
-    if name == "sen2mtc":
-        return {"use_nir": bool(d.use_nir), "condition": d.condition, "frames": d.frames or 3, "date": d.date}
-    return {}
+def _dataset_name(cfg: Config, dataset: str | None) -> str:
+    "The registered dataset a run reads: `dataset` (e.g. 'folder'), else the configuration's."
+    name = dataset or cfg.data.dataset
+    if name is None: raise ValueError("the configuration names no data.dataset: pass dataset=")
+    return name
+
+
+def protocol_of(name: str | None) -> str:
+    "The metric protocol of dataset `name` (its class says; SEN12MS-CR's textbook metrics for a configuration without one)."
+    from emrdm.data.registry import dataset_class
+    return dataset_class(name).protocol if name is not None else "sen12mscr"
 
 
 def make_dataset(cfg: Config, root, split: str, nir_root=None, dataset: str | None = None, **extra):
-    "The dataset a configuration trains or tests on (`dataset` overrides the config's, e.g. 'folder')."
-    from emrdm.data.check import open_dataset
-    name = dataset or cfg.data.dataset
-    if name is None: raise ValueError("the configuration names no data.dataset: pass dataset=")
-    return open_dataset(name, root, split, nir_root=nir_root, **{**dataset_options(cfg, name), **extra})
+    "The dataset a configuration trains or tests on (`dataset` overrides the config's); its class turns the config into options."
+    from emrdm.data.registry import dataset_class, open_dataset
+    name = _dataset_name(cfg, dataset)
+    return open_dataset(name, root, split, nir_root=nir_root, **{**dataset_class(name).options(cfg.data), **extra})
 
 
 def _batch_inputs(model: EMRDM, batch: dict):
@@ -148,7 +151,7 @@ class EMRDMTask(L.LightningModule):
         self.val_batches, self.metric_mode = val_batches, metric_mode
         if decay_on not in ("all", "matrices"): raise ValueError("decay_on must be 'all' (the released runs) or 'matrices'")
         self.decay_on = decay_on
-        self.protocol = DATASET_PROTOCOL.get(self.config.data.dataset, "sen12mscr")
+        self.protocol = protocol_of(self.config.data.dataset)
         self._lpips = None
 
     def param_groups(self) -> list[dict]:
@@ -223,19 +226,19 @@ class EMRDMData(L.LightningDataModule):
         self.crop, self._resume = crop, None
         self.config, self.root, self.nir_root, self.dataset = config, root, nir_root, dataset
         self.batch_size, self.num_workers = batch_size or config.train.batch_size, num_workers
-        name = dataset or config.data.dataset
-        self.val_split = val_split or ("test" if name in ("cuhk-cr1", "cuhk-cr2", "l8cr") else "val" if name != "folder" else "all")
+        from emrdm.data.registry import dataset_class
+        self.splits = dataset_class(_dataset_name(config, dataset))                 # train_split, val_split, test_split
+        self.val_split = val_split or self.splits.val_split
 
     def setup(self, stage=None):
         "Open the splits of `stage` (once: `fit` opens them before training to report data problems early)."
         make = lambda split: make_dataset(self.config, self.root, split, self.nir_root, self.dataset)
-        train_split = "all" if (self.dataset or self.config.data.dataset) == "folder" else "train"
         if stage in (None, "fit") and not hasattr(self, "train_set"):
-            self.train_set, self.val_set = make(train_split), make(self.val_split)
+            self.train_set, self.val_set = make(self.splits.train_split), make(self.val_split)
             if self.crop:
                 from emrdm.data.core import RandomCrop
                 self.train_set = RandomCrop(self.train_set, self.crop, seed=self.config.train.seed)
-        if stage in (None, "test") and not hasattr(self, "test_set"): self.test_set = make("all" if train_split == "all" else "test")
+        if stage in (None, "test") and not hasattr(self, "test_set"): self.test_set = make(self.splits.test_split)
 
     def _loader(self, ds, shuffle: bool) -> torch.utils.data.DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
@@ -611,7 +614,7 @@ def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol:
     dev = choose_device(device)
     out = None if out_dir is None else _output_folder(out_dir, dataset, overwrite)
     model = model.to(dev).eval()
-    protocol = protocol or DATASET_PROTOCOL.get(model.config.data.dataset, "sen12mscr")
+    protocol = protocol or protocol_of(model.config.data.dataset)
     if lpips is None: lpips = LPIPS()
     log, order = MetricsLog(), []
     with warnings.catch_warnings():
@@ -694,7 +697,7 @@ def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", 
     dev = choose_device(device)
     out = _output_folder(out_dir, dataset, overwrite)
     model = model.to(dev).eval()
-    protocol = protocol or DATASET_PROTOCOL.get(model.config.data.dataset, "sen12mscr")
+    protocol = protocol or protocol_of(model.config.data.dataset)
     lpips = LPIPS() if metrics else None
     log, order, taken = MetricsLog(), [], set()
     with warnings.catch_warnings():
