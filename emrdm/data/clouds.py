@@ -39,7 +39,7 @@ HAZE_RADIANCE = {
 }
 CIRRUS_BAND = 10                                                   # index of B10 in the 13-band order
 
-
+# %% ../../nbs/10_data_clouds.ipynb #c94cfcc4
 def _guess_scale(img: np.ndarray) -> float:
     if img.dtype == np.uint8: return 255.0
     top = float(np.nanmax(img)) if img.size else 1.0
@@ -59,7 +59,7 @@ def _cloud_opacity(H: int, W: int, coverage: float, kind: str, thin_opacity: flo
         peak = thin_opacity + (1 - thin_opacity) * np.clip(0.5 + fractal_noise((H, W), beta + 0.5, rng) / 2, 0, 1)
     return opacity, opacity * peak
 
-
+# %% ../../nbs/10_data_clouds.ipynb #57956653
 def _cast_shadow(rho, alpha, cloud_mask, sun_azimuth: float, distance: float, strength: float):
     "(darkened reflectance, shadow mask): the cloud's alpha displaced away from the sun (azimuth clockwise from north)."
     H, W = alpha.shape
@@ -72,7 +72,7 @@ def _cast_shadow(rho, alpha, cloud_mask, sun_azimuth: float, distance: float, st
     mask = (shifted > 0.5 * alpha.max() if alpha.max() > 0 else shifted > 0) & ~cloud_mask
     return rho * (1 - strength * shifted), mask
 
-
+# %% ../../nbs/10_data_clouds.ipynb #38a7f3c3
 def simulate_clouds(image, coverage: float = 0.3, kind: str = "thick", shadow: bool = True, haze: float = 0.0,
                     sun_azimuth: float = 135.0, shadow_distance: float | None = None, shadow_strength: float = 0.6,
                     thin_opacity: float = 0.55, softness: float = 1.0, beta: float = 3.6, scale: float | None = None,

@@ -24,10 +24,10 @@ __all__ = ['RASTER_SUFFIXES', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array',
 class DataError(ValueError):
     "A problem with a dataset file or layout; the message names the file."
 
-
+# %% ../../nbs/10_data.ipynb #cacd3bd7
 RASTER_SUFFIXES = (".tif", ".tiff")
 
-
+# %% ../../nbs/10_data.ipynb #2de43dab
 def read_array(path, bands: Sequence[int] | None = None) -> np.ndarray:
     "A raster or image file as float32 `[C, H, W]` (GeoTIFF via rasterio, PNG/JPEG via Pillow); `bands` are 0-based."
     path = Path(path)
@@ -51,7 +51,7 @@ def read_array(path, bands: Sequence[int] | None = None) -> np.ndarray:
         raise DataError(f"cannot read {path}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
     return arr.astype(np.float32)
 
-
+# %% ../../nbs/10_data.ipynb #0a0fbc71
 def check_array(arr: np.ndarray, path, bands: int | None = None, size: tuple[int, int] | None = None,
                 finite: bool = True) -> np.ndarray:
     "Raise `DataError` naming `path` if `arr` has the wrong band count or size, or NaN/inf values."
@@ -71,18 +71,18 @@ class Units(NamedTuple):
     clip: bool
     dtype: str
 
-
+# %% ../../nbs/10_data.ipynb #e11d668b
 def to_model_space(arr: np.ndarray, lo: float, hi: float, clip: bool) -> np.ndarray:
     "Physical values to [-1, 1] (clipped to [lo, hi] first when `clip`)."
     arr = np.clip(arr, lo, hi) if clip else arr
     return (arr - lo) / (hi - lo) * 2 - 1
 
-
+# %% ../../nbs/10_data.ipynb #9a05bc27
 def from_model_space(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     "[-1, 1] back to physical values (not rounded or clipped)."
     return (x + 1) / 2 * (hi - lo) + lo
 
-
+# %% ../../nbs/10_data.ipynb #769734a5
 def to_file_units(x: np.ndarray, units: Units) -> np.ndarray:
     "Model space to file values in `units`: integers rounded and clipped to the range (unclipped data: to the dtype); floats as they are."
     lo, hi, clip, dtype = units
@@ -96,7 +96,7 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     return np.where(ax <= 1, 1.5 * ax**3 - 2.5 * ax**2 + 1, np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0))
 
-
+# %% ../../nbs/10_data.ipynb #648c5c14
 def matlab_resize_weights(in_len: int, out_len: int, scale: float) -> np.ndarray:
     "The `[out_len, in_len]` matrix of MATLAB's antialiased bicubic imresize along one axis."
     aa = scale < 1
@@ -111,7 +111,7 @@ def matlab_resize_weights(in_len: int, out_len: int, scale: float) -> np.ndarray
     np.add.at(out, (np.repeat(np.arange(out_len), taps.shape[1]), idx.ravel()), w.ravel())
     return out
 
-
+# %% ../../nbs/10_data.ipynb #4b19551c
 def matlab_imresize(img: np.ndarray, scale: float = 0.5) -> np.ndarray:
     "Resize `[C, H, W]` (or `[H, W]`) by `scale` as MATLAB's bicubic `imresize` does, in float64, unclipped."
     h, w = img.shape[-2:]
@@ -128,7 +128,7 @@ def dihedral_params(index: int, seed: int = 0, epoch: int = 0) -> tuple[int, int
     rng = np.random.default_rng([seed, epoch, index])
     return int(rng.integers(3)), int(rng.integers(4))
 
-
+# %% ../../nbs/10_data.ipynb #5c05e95c
 def dihedral(x: Tensor, flip: int, turns: int) -> Tensor:
     "Flip then rotate the last two axes of `x` (any leading shape)."
     if flip == 1: x = x.flip(-2)
@@ -139,13 +139,13 @@ def dihedral(x: Tensor, flip: int, turns: int) -> Tensor:
 S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 S1_BANDS = ("VV", "VH")
 
-
+# %% ../../nbs/10_data.ipynb #3081603c
 def stretch_limits(img: np.ndarray, lo: float = 2, hi: float = 98) -> np.ndarray:
     "(low, high) percentiles of `[C, H, W]` taken over all channels together (grey stays grey), shape `[C, 2]`."
     a, b = np.nanpercentile(np.asarray(img, dtype=np.float64), [lo, hi])
     return np.tile([a, b], (img.shape[0], 1))
 
-
+# %% ../../nbs/10_data.ipynb #bd7b1253
 def stretch(img: np.ndarray, limits: np.ndarray | None = None) -> np.ndarray:
     "Stretch `[C, H, W]` to [0, 1] per channel between `limits` (default: its own 2-98 percentiles), as `[H, W, C]`."
     img = np.asarray(img, dtype=np.float64)
@@ -156,7 +156,7 @@ def stretch(img: np.ndarray, limits: np.ndarray | None = None) -> np.ndarray:
         out[c] = np.clip((img[c] - a) / (b - a if b > a else 1.0), 0, 1)
     return out.transpose(1, 2, 0)
 
-
+# %% ../../nbs/10_data.ipynb #bf7d2c5d
 def plot_sample(sample: dict, bands: Sequence[str], cond_bands: Sequence[str] | None = None, title: str | None = None,
                 max_dates: int = 3, prediction: Tensor | None = None):
     "Show a sample: cloudy date(s), a `prediction` and the target in RGB, NIR false colour where NIR exists, SAR VV where SAR exists."
@@ -233,16 +233,19 @@ def channels(cls: CloudRemovalDataset, data) -> tuple[int, int] | None:
     "(target bands, condition bands) that `data` (a configuration's data section) implies; None: whatever the files hold."
     return None
 
+# %% ../../nbs/10_data.ipynb #bebc537a
 @patch(cls_method=True)
 def options(cls: CloudRemovalDataset, data) -> dict:
     "The keyword arguments of the class that `data` (a configuration's data section) implies."
     return {}
 
+# %% ../../nbs/10_data.ipynb #a5187eb1
 @patch(cls_method=True)
 def input_bands(cls: CloudRemovalDataset, data, out_channels: int) -> tuple[str, ...]:
     "The bands a whole-scene cloudy input must provide, in order, for a network of `out_channels` bands."
     return tuple(f"band{i + 1}" for i in range(out_channels))
 
+# %% ../../nbs/10_data.ipynb #0a4c90bb
 @patch(cls_method=True)
 def write_fake(cls: CloudRemovalDataset, root, seed: int = 0) -> dict:
     "Write a small fake tree in the real layout under `root`; the keyword arguments (`root`, `nir_root`) that open it."

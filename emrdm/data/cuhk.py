@@ -21,7 +21,7 @@ __all__ = ['IMAGE_SUFFIXES', 'CUHKCR', 'write_fake_cuhk', 'CUHKCR2', 'L8CR']
 # %% ../../nbs/10_data_cuhk.ipynb #be1229e8
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
-
+# %% ../../nbs/10_data_cuhk.ipynb #eb515778
 def _listing(folder: Path) -> dict[str, Path]:
     "stem -> file for the image files of a folder, sorted by name."
     if not folder.is_dir(): raise DataError(f"missing folder: {folder}")
@@ -33,14 +33,14 @@ def _listing(folder: Path) -> dict[str, Path]:
         out[stem] = p
     return out
 
-
+# %% ../../nbs/10_data_cuhk.ipynb #6e6f58bc
 def _pairs(label: dict, cloud: dict, what: str) -> None:
     missing = [label[s].name for s in label if s not in cloud] + [cloud[s].name for s in cloud if s not in label]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise DataError(f"{what}: {len(missing)} file(s) without a partner in label/ and cloud/: {', '.join(missing[:5])}{more}")
 
-
+# %% ../../nbs/10_data_cuhk.ipynb #409f7a25
 class CUHKCR(CloudRemovalDataset):
     "CUHK-CR1 or CUHK-CR2: `target` = clear (R, G, B[, NIR]), `mu` = `cond` = cloudy, 256x256 in [-1, 1]."
     name, protocol, units = "cuhk-cr1", "cuhk", Units(0.0, 255.0, False, "uint8")   # 8-bit files, values not clipped
@@ -78,24 +78,28 @@ class CUHKCR(CloudRemovalDataset):
         if self.use_nir: out += [self.nir_label[s], self.nir_cloud[s]]
         return out
 
-    def _read(self, rgb: Path, nir: Path | None, size=None) -> np.ndarray:
-        arr = check_array(read_array(rgb), rgb, size=size)
-        if arr.shape[0] < 3: raise DataError(f"{rgb}: expected an RGB image, found {arr.shape[0]} band(s)")
-        arr = arr[:3]
-        if nir is not None:
-            n = check_array(read_array(nir), nir, size=arr.shape[-2:])[:1]                # channel 0 is NIR
-            arr = np.concatenate([arr, n])
-        return arr
+# %% ../../nbs/10_data_cuhk.ipynb #0e5a18fa
+@patch
+def _read(self: CUHKCR, rgb: Path, nir: Path | None, size=None) -> np.ndarray:
+    arr = check_array(read_array(rgb), rgb, size=size)
+    if arr.shape[0] < 3: raise DataError(f"{rgb}: expected an RGB image, found {arr.shape[0]} band(s)")
+    arr = arr[:3]
+    if nir is not None:
+        n = check_array(read_array(nir), nir, size=arr.shape[-2:])[:1]                # channel 0 is NIR
+        arr = np.concatenate([arr, n])
+    return arr
 
-    def __getitem__(self, i: int) -> dict:
-        s = self.names[i]
-        clear = self._read(self.label[s], self.nir_label[s] if self.use_nir else None)
-        cloudy = self._read(self.cloud[s], self.nir_cloud[s] if self.use_nir else None, size=clear.shape[-2:])
-        if self.scale != 1: clear, cloudy = matlab_imresize(clear, self.scale), matlab_imresize(cloudy, self.scale)
-        if self.clip: clear, cloudy = np.clip(clear, 0, 255), np.clip(cloudy, 0, 255)
-        to_model = lambda a: torch.from_numpy((a / 255 * 2 - 1).astype(np.float32))
-        mu = to_model(cloudy)
-        return {"target": to_model(clear), "mu": mu, "cond": mu.clone(), "path": self.label[s].name}
+# %% ../../nbs/10_data_cuhk.ipynb #364449cf
+@patch
+def __getitem__(self: CUHKCR, i: int) -> dict:
+    s = self.names[i]
+    clear = self._read(self.label[s], self.nir_label[s] if self.use_nir else None)
+    cloudy = self._read(self.cloud[s], self.nir_cloud[s] if self.use_nir else None, size=clear.shape[-2:])
+    if self.scale != 1: clear, cloudy = matlab_imresize(clear, self.scale), matlab_imresize(cloudy, self.scale)
+    if self.clip: clear, cloudy = np.clip(clear, 0, 255), np.clip(cloudy, 0, 255)
+    to_model = lambda a: torch.from_numpy((a / 255 * 2 - 1).astype(np.float32))
+    mu = to_model(cloudy)
+    return {"target": to_model(clear), "mu": mu, "cond": mu.clone(), "path": self.label[s].name}
 
 # %% ../../nbs/10_data_cuhk.ipynb #b4b5ec3b
 def write_fake_cuhk(root, nir_root=None, n_train: int = 3, n_test: int = 2, size: int = 64, seed: int = 0) -> Path:
@@ -123,13 +127,16 @@ def channels(cls: CUHKCR, data) -> tuple[int, int]:
     n = 4 if data.use_nir else 3
     return n, n if data.condition else 0
 
+# %% ../../nbs/10_data_cuhk.ipynb #73c4ce14
 @patch(cls_method=True)
 def options(cls: CUHKCR, data) -> dict: return {"use_nir": bool(data.use_nir)}
 
+# %% ../../nbs/10_data_cuhk.ipynb #bbfa1d3d
 @patch(cls_method=True)
 def input_bands(cls: CUHKCR, data, out_channels: int) -> tuple[str, ...]:
     return ("R", "G", "B", "NIR") if data.use_nir else ("R", "G", "B")
 
+# %% ../../nbs/10_data_cuhk.ipynb #31540e8e
 @patch(cls_method=True)
 def write_fake(cls: CUHKCR, root, seed: int = 0) -> dict:
     "A fake CUHK-CR tree with its NIR tree (64x64 images, halved to 32x32 on loading)."
@@ -142,7 +149,7 @@ class CUHKCR2(CUHKCR):
     "CUHK-CR2 (thick clouds): CUHK-CR1's layout, bands and units."
     name = "cuhk-cr2"
 
-
+# %% ../../nbs/10_data_cuhk.ipynb #36666a10
 class L8CR(CUHKCR):
     "L8-CR, the demo benchmark: CUHK-CR's layout, RGB only, images already 256x256 (not resized)."
     name = "l8cr"
@@ -153,12 +160,15 @@ class L8CR(CUHKCR):
 @patch(cls_method=True)
 def channels(cls: L8CR, data) -> tuple[int, int]: return 3, 3 if data.condition else 0
 
+# %% ../../nbs/10_data_cuhk.ipynb #7b8bb566
 @patch(cls_method=True)
 def options(cls: L8CR, data) -> dict: return {}
 
+# %% ../../nbs/10_data_cuhk.ipynb #f38a3511
 @patch(cls_method=True)
 def input_bands(cls: L8CR, data, out_channels: int) -> tuple[str, ...]: return ("R", "G", "B")
 
+# %% ../../nbs/10_data_cuhk.ipynb #29bc8ff4
 @patch(cls_method=True)
 def write_fake(cls: L8CR, root, seed: int = 0) -> dict:
     "A fake L8-CR tree: CUHK-CR's layout, RGB, 64x64."

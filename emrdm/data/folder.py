@@ -21,7 +21,7 @@ __all__ = ['GeoTiffFolder', 'write_fake_folder']
 def _to_model(arr: np.ndarray, lo: float, hi: float) -> torch.Tensor:
     return torch.from_numpy(((np.clip(arr, lo, hi) - lo) / (hi - lo) * 2 - 1).astype(np.float32))
 
-
+# %% ../../nbs/10_data_folder.ipynb #70d18f28
 class GeoTiffFolder(CloudRemovalDataset):
     "Cloudy/clear GeoTIFF pairs (plus optional SAR and masks) from a folder, in model space."
     name, splits, train_split, val_split, test_split, cloudy_kind = "folder", ("all",), "all", "all", "all", "cloudy"
@@ -60,33 +60,39 @@ class GeoTiffFolder(CloudRemovalDataset):
         import rasterio
         with rasterio.open(path) as src: return src.nodata
 
-    def _read(self, path, bands, size):
-        arr = check_array(read_array(path), path, bands=bands, size=size, finite=self.nodata_policy == "error")
-        nodata = self._nodata(path)
-        if nodata is not None and (arr == nodata).any():
-            if self.nodata_policy == "error":
-                raise DataError(f"{path}: {int((arr == nodata).sum())} nodata pixels ({nodata}); fill them or pass nodata_policy='zero'")
-            arr = np.where(arr == nodata, self.value_range[0], arr)
-        return np.nan_to_num(arr, nan=self.value_range[0])
+# %% ../../nbs/10_data_folder.ipynb #4600fb91
+@patch
+def _read(self: GeoTiffFolder, path, bands, size):
+    arr = check_array(read_array(path), path, bands=bands, size=size, finite=self.nodata_policy == "error")
+    nodata = self._nodata(path)
+    if nodata is not None and (arr == nodata).any():
+        if self.nodata_policy == "error":
+            raise DataError(f"{path}: {int((arr == nodata).sum())} nodata pixels ({nodata}); fill them or pass nodata_policy='zero'")
+        arr = np.where(arr == nodata, self.value_range[0], arr)
+    return np.nan_to_num(arr, nan=self.value_range[0])
 
-    def __getitem__(self, i: int) -> dict:
-        name, n = self.names[i], len(self.bands)
-        cloudy = self._read(self.root / "cloudy" / name, n, None)
-        size = cloudy.shape[-2:]
-        mu = _to_model(cloudy, *self.value_range)
-        out = {"mu": mu, "cond": mu.clone(), "path": name}
-        if self.has["clear"]: out["target"] = _to_model(self._read(self.root / "clear" / name, n, size), *self.value_range)
-        if self.has["sar"]:
-            sar = _to_model(self._read(self.root / "sar" / name, None, size), *self.sar_range)
-            out["cond"] = torch.cat([sar, mu] if self.sar_first else [mu, sar])
-        if self.has["mask"]:
-            out["mask"] = torch.from_numpy(check_array(read_array(self.root / "mask" / name), self.root / "mask" / name, bands=1, size=size)[0] != 0)
-        return out
+# %% ../../nbs/10_data_folder.ipynb #84ed5b3d
+@patch
+def __getitem__(self: GeoTiffFolder, i: int) -> dict:
+    name, n = self.names[i], len(self.bands)
+    cloudy = self._read(self.root / "cloudy" / name, n, None)
+    size = cloudy.shape[-2:]
+    mu = _to_model(cloudy, *self.value_range)
+    out = {"mu": mu, "cond": mu.clone(), "path": name}
+    if self.has["clear"]: out["target"] = _to_model(self._read(self.root / "clear" / name, n, size), *self.value_range)
+    if self.has["sar"]:
+        sar = _to_model(self._read(self.root / "sar" / name, None, size), *self.sar_range)
+        out["cond"] = torch.cat([sar, mu] if self.sar_first else [mu, sar])
+    if self.has["mask"]:
+        out["mask"] = torch.from_numpy(check_array(read_array(self.root / "mask" / name), self.root / "mask" / name, bands=1, size=size)[0] != 0)
+    return out
 
-    def profile(self, i: int) -> dict:
-        "The rasterio profile (CRS, transform, nodata, ...) of sample `i`'s cloudy file, for writing predictions."
-        import rasterio
-        with rasterio.open(self.root / "cloudy" / self.names[i]) as src: return dict(src.profile)
+# %% ../../nbs/10_data_folder.ipynb #72e07c7e
+@patch
+def profile(self: GeoTiffFolder, i: int) -> dict:
+    "The rasterio profile (CRS, transform, nodata, ...) of sample `i`'s cloudy file, for writing predictions."
+    import rasterio
+    with rasterio.open(self.root / "cloudy" / self.names[i]) as src: return dict(src.profile)
 
 # %% ../../nbs/10_data_folder.ipynb #20ce76f4
 def write_fake_folder(root, n: int = 3, bands: int = 4, size: int = 32, sar: bool = True, mask: bool = True,

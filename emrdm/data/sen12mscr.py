@@ -37,7 +37,7 @@ _VAL = {"ROIs2017_winter": [22, 107, 130, 84], "ROIs1868_summer": [19, 80, 127, 
 _TEST = {"ROIs1158_spring": [106, 123, 140, 31, 44], "ROIs1868_summer": [119, 73], "ROIs1970_fall": [139],
          "ROIs2017_winter": [108, 63]}
 
-
+# %% ../../nbs/10_data_sen12mscr.ipynb #3051d2d1
 def split_rois(split: str) -> list[str]:
     "The ROIs of a split as `'<season>_s1/s1_<roi>'` strings (155 train, 10 val, 10 test)."
     table = {"train": _TRAIN, "val": _VAL, "test": _TEST}
@@ -48,7 +48,7 @@ def split_rois(split: str) -> list[str]:
 def _natural(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
-
+# %% ../../nbs/10_data_sen12mscr.ipynb #b75b4ae0
 def index_sen12mscr(root, split: str, leaky_split: bool = False) -> list[str]:
     "Relative S1 paths of the split's complete triplets (S1, S2, S2 cloudy), naturally sorted."
     root = Path(root)
@@ -66,7 +66,7 @@ def index_sen12mscr(root, split: str, leaky_split: bool = False) -> list[str]:
                 if all((root / p).is_file() for p in _partners(rel)): out.append(rel)
     return out
 
-
+# %% ../../nbs/10_data_sen12mscr.ipynb #bab764c3
 def _partners(s1_rel: str) -> tuple[str, str]:
     "The clear and cloudy S2 paths of an S1 path (relative)."
     season, roi, name = s1_rel.split("/")
@@ -78,11 +78,13 @@ def _partners(s1_rel: str) -> tuple[str, str]:
 S2_UNITS = Units(0.0, 10000.0, True, "uint16")       # reflectance x 10000, clipped
 S1_UNITS = Units(-25.0, 0.0, True, "float32")        # backscatter in dB, clipped
 
-
+# %% ../../nbs/10_data_sen12mscr.ipynb #5dba2fe4
 def s1_to_unit(s1: np.ndarray) -> np.ndarray: return (np.clip(s1, S1_UNITS.lo, S1_UNITS.hi) - S1_UNITS.lo) / (S1_UNITS.hi - S1_UNITS.lo)
+
+# %% ../../nbs/10_data_sen12mscr.ipynb #8f369f0b
 def s2_to_unit(s2: np.ndarray) -> np.ndarray: return (np.clip(s2, S2_UNITS.lo, S2_UNITS.hi) - S2_UNITS.lo) / (S2_UNITS.hi - S2_UNITS.lo)
 
-
+# %% ../../nbs/10_data_sen12mscr.ipynb #c6082fb9
 class SEN12MSCR(CloudRemovalDataset):
     "SEN12MS-CR: `target` clear S2 (13), `mu` cloudy S2 (13), `cond` S1 (2) + cloudy S2 (13), in [-1, 1]."
     bands = S2_BANDS
@@ -134,9 +136,11 @@ class SEN12MSCR(CloudRemovalDataset):
 @patch(cls_method=True)
 def channels(cls: SEN12MSCR, data) -> tuple[int, int]: return 13, 2 + 13 if data.condition else 0
 
+# %% ../../nbs/10_data_sen12mscr.ipynb #7abce7b6
 @patch(cls_method=True)
 def input_bands(cls: SEN12MSCR, data, out_channels: int) -> tuple[str, ...]: return S2_BANDS
 
+# %% ../../nbs/10_data_sen12mscr.ipynb #db70a4b4
 @patch(cls_method=True)
 def write_fake(cls: SEN12MSCR, root, seed: int = 0) -> dict:
     "A fake SEN12MS-CR tree with ROIs of all three splits."

@@ -23,7 +23,7 @@ def read_split_file(path) -> list[str]:
     if not path.is_file(): raise DataError(f"missing split file: {path}")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
-
+# %% ../../nbs/10_data_sen2mtc.ipynb #94de4855
 class Sen2MTC(CloudRemovalDataset):
     "Sen2_MTC_New: `target` clear RGB, `mu` cloudy RGB dates `[T, 3, H, W]`, `cond` cloudy RGB+NIR dates."
     def __init__(self, root, split: str = "train", use_nir: bool = True, condition: bool = True, frames: int = 3,
@@ -60,33 +60,38 @@ class Sen2MTC(CloudRemovalDataset):
         base = self.root / "Sen2_MTC" / tile
         return [base / "cloudless" / f"{stem}.tif"] + [base / "cloud" / f"{stem}_{t}.tif" for t in range(3)]
 
-    def __getitem__(self, i: int) -> dict:
-        clear_f, *cloud_fs = self.files(i)
-        clear = check_array(read_array(clear_f), clear_f, bands=4)
-        dates = [t for t in range(self.frames)] if self.date is None else [self.date]
-        cloudy = np.stack([check_array(read_array(cloud_fs[t]), cloud_fs[t], bands=4, size=clear.shape[-2:]) for t in dates])
-        target = torch.from_numpy(clear[:3] / 5000 - 1).float()
-        cloudy = torch.from_numpy(cloudy / 5000 - 1).float()                                # [T, 4, H, W]
-        if self.augment:
-            flip, turns = dihedral_params(i, self.seed, self.epoch)
-            target, cloudy = dihedral(target, flip, turns), dihedral(cloudy, flip, turns)
-        if self.date is not None: cloudy = cloudy[0]
-        out = {"target": target, "mu": cloudy[..., :3, :, :].clone(), "path": f"{self.samples[i][0]}/{self.samples[i][1]}"}
-        if self.condition: out["cond"] = cloudy if self.use_nir else cloudy[..., :3, :, :].clone()
-        return out
+# %% ../../nbs/10_data_sen2mtc.ipynb #7b3a20ab
+@patch
+def __getitem__(self: Sen2MTC, i: int) -> dict:
+    clear_f, *cloud_fs = self.files(i)
+    clear = check_array(read_array(clear_f), clear_f, bands=4)
+    dates = [t for t in range(self.frames)] if self.date is None else [self.date]
+    cloudy = np.stack([check_array(read_array(cloud_fs[t]), cloud_fs[t], bands=4, size=clear.shape[-2:]) for t in dates])
+    target = torch.from_numpy(clear[:3] / 5000 - 1).float()
+    cloudy = torch.from_numpy(cloudy / 5000 - 1).float()                                # [T, 4, H, W]
+    if self.augment:
+        flip, turns = dihedral_params(i, self.seed, self.epoch)
+        target, cloudy = dihedral(target, flip, turns), dihedral(cloudy, flip, turns)
+    if self.date is not None: cloudy = cloudy[0]
+    out = {"target": target, "mu": cloudy[..., :3, :, :].clone(), "path": f"{self.samples[i][0]}/{self.samples[i][1]}"}
+    if self.condition: out["cond"] = cloudy if self.use_nir else cloudy[..., :3, :, :].clone()
+    return out
 
 # %% ../../nbs/10_data_sen2mtc.ipynb #98af3820
 @patch(cls_method=True)
 def channels(cls: Sen2MTC, data) -> tuple[int, int]: return 3, (4 if data.use_nir else 3) if data.condition else 0
 
+# %% ../../nbs/10_data_sen2mtc.ipynb #5afb4cd4
 @patch(cls_method=True)
 def options(cls: Sen2MTC, data) -> dict:
     return {"use_nir": bool(data.use_nir), "condition": data.condition, "frames": data.frames or 3, "date": data.date}
 
+# %% ../../nbs/10_data_sen2mtc.ipynb #ec9e20b6
 @patch(cls_method=True)
 def input_bands(cls: Sen2MTC, data, out_channels: int) -> tuple[str, ...]:
     return ("R", "G", "B", "NIR") if data.use_nir else ("R", "G", "B")
 
+# %% ../../nbs/10_data_sen2mtc.ipynb #8d872433
 @patch(cls_method=True)
 def write_fake(cls: Sen2MTC, root, seed: int = 0) -> dict:
     "A fake Sen2_MTC_New tree: 3 train, 1 val and 2 test images."
