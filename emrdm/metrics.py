@@ -5,6 +5,7 @@
 # %% ../nbs/11_metrics.ipynb #b627ceb1
 from __future__ import annotations
 
+import csv
 import importlib.util
 import math
 import warnings
@@ -25,30 +26,32 @@ def to_unit(x: Tensor) -> Tensor:
     "Model space [-1, 1] to [0, 1]: (x + 1) / 2, not clipped (the authors' `scale_01`)."
     return (x.double() + 1) / 2
 
-
+# %% ../nbs/11_metrics.ipynb #16932216
 def quantize_uint8(v: Tensor, mode: str = "parity") -> Tensor:
     "[0, 1] to uint8 values (as float64): truncation (the authors') or rounding (standard), clamped to [0, 255]."
     v = (v * 255).clamp(0, 255)
     return (v.floor() if mode == "parity" else v.round()).double()
 
-
+# %% ../nbs/11_metrics.ipynb #ec0bb22a
 def rmse(t: Tensor, p: Tensor) -> float: return (t.double() - p.double()).square().mean().sqrt().item()
+
+# %% ../nbs/11_metrics.ipynb #11d18843
 def mae(t: Tensor, p: Tensor) -> float: return (t.double() - p.double()).abs().mean().item()
 
-
+# %% ../nbs/11_metrics.ipynb #5952215a
 def psnr(t: Tensor, p: Tensor, data_range: float = 1.0) -> float:
     "Peak signal-to-noise ratio over all values; inf for identical images."
     mse = (t.double() - p.double()).square().mean().item()
     return math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
 
-
+# %% ../nbs/11_metrics.ipynb #00b04be8
 def sam(t: Tensor, p: Tensor, eps: float = 1e-12) -> float:
     "Mean spectral angle in degrees between `[C, H, W]` images, pixel by pixel."
     t, p = t.double(), p.double()
     cos = (t * p).sum(0) / (t.norm(dim=0) * p.norm(dim=0) + eps)
     return torch.rad2deg(torch.arccos(cos.clamp(-1, 1))).mean().item()
 
-
+# %% ../nbs/11_metrics.ipynb #3787c407
 def ssim_uniform(a: Tensor, b: Tensor, data_range: float, win: int = 7, k1: float = 0.01, k2: float = 0.03) -> float:
     "SSIM of two `[H, W]` images as scikit-image computes it: uniform window, sample covariance, borders cropped."
     x, y = a.double()[None, None], b.double()[None, None]
@@ -61,13 +64,13 @@ def ssim_uniform(a: Tensor, b: Tensor, data_range: float, win: int = 7, k1: floa
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
     return s.mean().item()
 
-
+# %% ../nbs/11_metrics.ipynb #dfe6c89f
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
     g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma**2))
     g = g / g.sum()
     return g[:, None] * g[None, :]
 
-
+# %% ../nbs/11_metrics.ipynb #f1428aa2
 def ssim_gaussian(t: Tensor, p: Tensor, size: int = 11, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03,
                   full: bool = False):
     "SSIM of `[C, H, W]` images in [0, 1] with a Gaussian window and zero padding, averaged over everything (or the map)."
@@ -86,7 +89,7 @@ ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 _LPIPS_SHIFT = torch.tensor([-0.030, -0.088, -0.188])[None, :, None, None]
 _LPIPS_SCALE = torch.tensor([0.458, 0.448, 0.450])[None, :, None, None]
 
-
+# %% ../nbs/11_metrics.ipynb #fb5162c5
 class _AlexFeatures(nn.Module):
     "AlexNet's convolution stack (torchvision's `features` layout and keys), returning the five ReLU outputs."
     def __init__(self):
@@ -102,19 +105,19 @@ class _AlexFeatures(nn.Module):
             if i in (1, 4, 7, 9, 11): outs.append(x)
         return outs
 
-
+# %% ../nbs/11_metrics.ipynb #4595f377
 def _default_lpips_linear() -> Path | None:
     spec = importlib.util.find_spec("lpips")                          # finds the files without importing the package
     if spec is None or spec.origin is None: return None
     path = Path(spec.origin).parent / "weights" / "v0.1" / "alex.pth"
     return path if path.is_file() else None
 
-
+# %% ../nbs/11_metrics.ipynb #6358985d
 def _default_alexnet() -> Path | None:
     path = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
     return path if path.is_file() else None
 
-
+# %% ../nbs/11_metrics.ipynb #1a4fd6d2
 class LPIPS(nn.Module):
     "LPIPS (AlexNet, v0.1) without torchvision. `available` is False when a weight file is missing."
     def __init__(self, linear_weights=None, backbone_weights=None):
@@ -146,9 +149,7 @@ class LPIPS(nn.Module):
             total = total + lin((x - y).square()).mean((2, 3))
         return total.flatten()
 
-
-
-
+# %% ../nbs/11_metrics.ipynb #3a65f70a
 def lpips_or_nan(model: LPIPS | None, a: Tensor, b: Tensor) -> float:
     "LPIPS of one pair, or NaN with a warning when the weights are missing (Python's warning filters show each reason once)."
     if model is None or not model.available:
@@ -162,7 +163,7 @@ def lpips_or_nan(model: LPIPS | None, a: Tensor, b: Tensor) -> float:
 # %% ../nbs/11_metrics.ipynb #2b0ccfe5
 _GREY = torch.tensor([0.298912, 0.586611, 0.114478], dtype=torch.float64)
 
-
+# %% ../nbs/11_metrics.ipynb #e24e4fe1
 def metrics_cuhk(target: Tensor, pred: Tensor, mode: str = "parity", lpips: LPIPS | None = None) -> dict:
     "CUHK-CR protocol: RMSE on floats; PSNR, SSIM, LPIPS on uint8 values; 4 bands as 4 grey images for SSIM/LPIPS."
     t, p = to_unit(target), to_unit(pred)
@@ -182,7 +183,7 @@ def metrics_cuhk(target: Tensor, pred: Tensor, mode: str = "parity", lpips: LPIP
     out["SSIM"], out["LPIPS"] = float(np.mean(ssims)), float(np.mean(lps))
     return out
 
-
+# %% ../nbs/11_metrics.ipynb #e16f9fe4
 def _unit_metrics(t: Tensor, p: Tensor, lpips: LPIPS | None) -> dict:
     r = rmse(t, p)
     out = {"RMSE": r, "MAE": mae(t, p), "PSNR": math.inf if r == 0 else 20 * math.log10(1 / r), "SAM": sam(t, p),
@@ -190,12 +191,12 @@ def _unit_metrics(t: Tensor, p: Tensor, lpips: LPIPS | None) -> dict:
     if t.shape[0] == 3: out["LPIPS"] = lpips_or_nan(lpips, (t * 2 - 1).float(), (p * 2 - 1).float())
     return out
 
-
+# %% ../nbs/11_metrics.ipynb #7dafd083
 def metrics_sen12mscr(target: Tensor, pred: Tensor, mode: str = "parity", lpips: LPIPS | None = None) -> dict:
     "SEN12MS-CR protocol: all bands in [0, 1] (unclipped): RMSE, MAE, PSNR, SAM, Gaussian SSIM (LPIPS only for 3 bands)."
     return _unit_metrics(to_unit(target), to_unit(pred), lpips)
 
-
+# %% ../nbs/11_metrics.ipynb #943b26f0
 def sen2mtc_unit(x: Tensor, mode: str = "parity") -> Tensor:
     "Sen2_MTC_New RGB to [0, 1]: DN (rounded, clipped to [0, 1e4]) clipped at 2000, then min-max per image (parity) or /2000."
     dn = ((x.double() * 0.5 + 0.5) * 10000 + 0.5).clamp(0, 10000).floor()
@@ -205,17 +206,17 @@ def sen2mtc_unit(x: Tensor, mode: str = "parity") -> Tensor:
     top = v.max()
     return v / top if top > 0 else torch.ones_like(v)
 
-
+# %% ../nbs/11_metrics.ipynb #118ac1d8
 def metrics_sen2mtc(target: Tensor, pred: Tensor, mode: str = "parity", lpips: LPIPS | None = None) -> dict:
     "Sen2_MTC_New protocol: RGB via `sen2mtc_unit` (each image on its own in parity mode), then the SEN12MS-CR set + LPIPS."
     return _unit_metrics(sen2mtc_unit(target, mode), sen2mtc_unit(pred, mode), lpips)
 
-
+# %% ../nbs/11_metrics.ipynb #c8a46f23
 PROTOCOLS = {"cuhk": metrics_cuhk, "sen12mscr": metrics_sen12mscr, "sen2mtc": metrics_sen2mtc}
 DATASET_PROTOCOL = {"cuhk-cr1": "cuhk", "cuhk-cr2": "cuhk", "l8cr": "cuhk", "sen12mscr": "sen12mscr",
                     "sen2mtc": "sen2mtc", "folder": "sen12mscr", None: "sen12mscr"}
 
-
+# %% ../nbs/11_metrics.ipynb #333d4714
 def image_metrics(target: Tensor, pred: Tensor, protocol: str, mode: str = "parity", lpips: LPIPS | None = None) -> dict:
     "The metrics of one `[C, H, W]` prediction under `protocol` ('cuhk', 'sen12mscr', 'sen2mtc')."
     if protocol not in PROTOCOLS: raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
@@ -224,9 +225,6 @@ def image_metrics(target: Tensor, pred: Tensor, protocol: str, mode: str = "pari
     return PROTOCOLS[protocol](target.detach().cpu(), pred.detach().cpu(), mode, lpips)
 
 # %% ../nbs/11_metrics.ipynb #94e13e48
-import csv
-
-
 class MetricsLog:
     "Per-image metric rows; `to_csv`, `summary()` (means over finite values, and counts), `table()`."
     def __init__(self): self.rows: list[dict] = []
