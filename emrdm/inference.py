@@ -30,12 +30,12 @@ def _dataset(cfg) -> type[CloudRemovalDataset]:
     "The registered class of the configuration's dataset (the base class, for a configuration that names none)."
     return dataset_class(cfg.data.dataset) if cfg.data.dataset is not None else CloudRemovalDataset
 
-
+# %% ../nbs/13_inference.ipynb #c7c5a1ae
 def input_bands(cfg) -> tuple[str, ...]:
     "The bands a configuration's cloudy input file must provide, in order (asked of its dataset class)."
     return _dataset(cfg).input_bands(cfg.data, cfg.network.out_channels)
 
-
+# %% ../nbs/13_inference.ipynb #c5787bc0
 def _range(cfg, value_range):
     "((low, high), clip) of the inputs: `value_range` if given, else the units of the configuration's dataset."
     if value_range is not None: return tuple(map(float, value_range)), False
@@ -52,7 +52,7 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     starts = list(range(0, length - tile, step)) + [length - tile]
     return sorted(set(starts))
 
-
+# %% ../nbs/13_inference.ipynb #313c3774
 def _ramp(n: int, start: int, length: int, overlap: int) -> np.ndarray:
     "Per-axis blending weight of a tile of `n` pixels at `start`: ramps over `overlap` on sides facing a neighbour."
     w = np.ones(n)
@@ -62,7 +62,7 @@ def _ramp(n: int, start: int, length: int, overlap: int) -> np.ndarray:
     if start + n < length: w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
     return w
 
-
+# %% ../nbs/13_inference.ipynb #7ce4d7b9
 class TiledDenoiser:
     "The model's denoiser applied to overlapping tiles of a large state, blended into one estimate."
     def __init__(self, model: EMRDM, tile: int = 256, overlap: int = 64, batch_size: int = 4, progress=None):
@@ -115,13 +115,13 @@ def _blocks(H: int, W: int, tile: int, overlap: int, max_pixels: int) -> list[tu
             out.append(((y, x, h, w), (max(y - overlap, 0), max(x - overlap, 0), min(y + h + overlap, H), min(x + w + overlap, W))))
     return out
 
-
+# %% ../nbs/13_inference.ipynb #6a48a858
 def tile_steps(blocks, tile: int, overlap: int, steps: int) -> tuple[int, int]:
     "(tiles, tiles x `steps`): the network's work over `blocks` (from `_blocks`), one tile at one sampler step each."
     tiles = sum(len(tile_starts(y1 - y0, tile, overlap)) * len(tile_starts(x1 - x0, tile, overlap)) for _, (y0, x0, y1, x1) in blocks)
     return tiles, tiles * steps
 
-
+# %% ../nbs/13_inference.ipynb #4f2c2fb3
 def _check_work(name: str, H: int, W: int, tiles: int, steps: int, max_work: int | None) -> None:
     "Refuse a job above `max_work` tile-steps (None or 0: no limit), saying how large it is and how to run it anyway."
     work = tiles * steps
@@ -142,12 +142,12 @@ def _open_all(paths):
         except Exception as e: raise DataError(f"cannot read {p}: {_first_line(e)}") from None
     return out
 
-
+# %% ../nbs/13_inference.ipynb #e0feb405
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
-
+# %% ../nbs/13_inference.ipynb #349d9850
 def _read(src, *args, **kwargs) -> np.ndarray:
     "`src.read(...)`; a file damaged or cut short after its header (rasterio fails mid-read) becomes a `DataError` naming it."
     from rasterio.errors import RasterioError
@@ -155,7 +155,7 @@ def _read(src, *args, **kwargs) -> np.ndarray:
     except RasterioError as e:
         raise DataError(f"cannot read {src.name}: {_first_line(e.__cause__ or e)} (is the file truncated or damaged?)") from None
 
-
+# %% ../nbs/13_inference.ipynb #643170a6
 def _band_indexes(src, wanted: tuple[str, ...], bands) -> list[int]:
     "1-based band indexes of `src` for the model's bands: `bands` maps by index or description."
     if bands is None:
@@ -183,7 +183,7 @@ def _percentiles(src, bands: list[int], samples: int = 1024) -> tuple[float, flo
     ok = np.isfinite(a) & (a != src.nodata if src.nodata is not None else True)
     return tuple(np.percentile(a[ok], [1, 99])) if ok.any() else None
 
-
+# %% ../nbs/13_inference.ipynb #a6d7dc69
 def check_units(src, bands: list[int], lo: float, hi: float, units: str) -> None:
     "Raise `DataError` if the file's dtype or observed values cannot be in the model's units `[lo, hi]` (named by `units`)."
     dtype, span = np.dtype(src.dtypes[bands[0] - 1]), hi - lo
@@ -221,7 +221,7 @@ def _output_profile(ref, count: int, dtype: str, nodata=None) -> dict:
     if ref.height < 256 or ref.width < 256: profile.update(tiled=False); profile.pop("blockxsize"); profile.pop("blockysize")
     return profile
 
-
+# %% ../nbs/13_inference.ipynb #eae23fd0
 def _output_nodata(nodata, dtype: str):
     "The output's nodata value: the input's; NaN for a float output of an input without one; None for an integer output without."
     if nodata is not None: return nodata
@@ -255,7 +255,7 @@ def off_nodata(values: np.ndarray, nodata, raw: np.ndarray | None = None) -> np.
     else: side_up = np.ones(values.shape, bool) if raw is None else raw >= nodata
     return np.where(values == nodata, np.where(side_up, up, down), values).astype(dt)
 
-
+# %% ../nbs/13_inference.ipynb #8397bf8c
 def _in_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
     "`a` as `dtype`: rounded and clipped to an integer dtype's range."
     dt = np.dtype(dtype)
@@ -264,7 +264,7 @@ def _in_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
         a = np.clip(np.rint(a), info.min, info.max)
     return a.astype(dt)
 
-
+# %% ../nbs/13_inference.ipynb #01800c70
 def _file_values(phys: np.ndarray, dtype: str, valid: np.ndarray, nodata, clear: np.ndarray | None = None,
                  observed: np.ndarray | None = None) -> np.ndarray:
     "Physical `[C, h, w]` predictions to the `dtype` values written: off `nodata`, nodata where not `valid`, `observed` where `clear`."
@@ -272,7 +272,7 @@ def _file_values(phys: np.ndarray, dtype: str, valid: np.ndarray, nodata, clear:
     if clear is not None: v = np.where(clear[None], _in_dtype(observed, dtype), v)
     return v if nodata is None else np.where(valid[None], v, np.array(nodata).astype(v.dtype))
 
-
+# %% ../nbs/13_inference.ipynb #82ceeac0
 def _descriptions(ref, bands: list[int], count: int) -> list[tuple[int, str]]:
     "(output band, description) for the first `count` bands read from `ref` (1-based `bands`) that have one."
     d = ref.descriptions or ()
@@ -290,7 +290,7 @@ def _check_request(cfg, dates: list, sar, mask, keep_clear: bool, steps: int | N
                          "(on the command line: --keep-clear needs --mask MASK.tif)")
     if steps is not None and steps < 1: raise ValueError(f"steps must be at least 1 (or None for the config's), got {steps}")
 
-
+# %% ../nbs/13_inference.ipynb #ff02c1d4
 @dataclass
 class _Scene:
     "The open inputs of one run (dates, [SAR], [mask]) and how their values map to and from the model's."
@@ -317,7 +317,7 @@ def _read_block(scene: _Scene, win) -> tuple[np.ndarray, np.ndarray]:
                         "mark them: write float32 (out_dtype='float32'; on the command line --float32), or give the input a nodata value")
     return raw, valid
 
-
+# %% ../nbs/13_inference.ipynb #eb8fc89e
 def _sample_block(model: EMRDM, den: TiledDenoiser, scene: _Scene, raw: np.ndarray, valid: np.ndarray, win,
                   sigmas, seed: int, generator, sampler_options: dict) -> np.ndarray:
     "The physical-units prediction `[C, h, w]` of the block read through `win`; its initial noise is the scene's (`_cell_noise`)."
