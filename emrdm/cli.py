@@ -228,7 +228,8 @@ emrdm train --checkpoint cuhk.ckpt --data /data/CUHK-CR2 --dataset cuhk-cr2 --se
 # %% ../nbs/14_cli.ipynb #8d4d49e5
 def _cmd_eval(args, command) -> int:
     import torch
-    from emrdm.train import evaluate, make_dataset, predict
+    from emrdm.data.registry import make_dataset
+    from emrdm.evaluate import evaluate, predict
     if args.distributed and not torch.distributed.is_initialized():     # launched by torchrun: its env:// rendezvous
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     model, cfg = _model_and_config(args)

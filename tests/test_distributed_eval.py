@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 from emrdm.data.sen2mtc import Sen2MTC, write_fake_sen2mtc
 from emrdm.model import EMRDM
-from emrdm.train import evaluate, predict
+from emrdm.evaluate import evaluate, predict
 
 
 def _worker(rank, world, init, root, out):

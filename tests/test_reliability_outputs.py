@@ -141,7 +141,7 @@ class SameNames(torch.utils.data.Dataset):
 
 def test_predict_makes_colliding_names_unique():
     "A later sample whose name is taken gets `-<its dataset index>`; every prediction is kept."
-    from emrdm.train import predict
+    from emrdm.evaluate import predict
     import tempfile
     torch.manual_seed(0)
     model = EMRDM(load_config("tiny-cuhk", RGB)).eval()

@@ -7,7 +7,7 @@ from emrdm.data.core import read_array, to_file_units, to_model_space
 from emrdm.data.cuhk import CUHKCR, write_fake_cuhk
 from emrdm.data.sen12mscr import SEN12MSCR, write_fake_sen12mscr
 from emrdm.data.sen2mtc import Sen2MTC, write_fake_sen2mtc
-from emrdm.train import to_physical
+from emrdm.data.writers import to_physical
 
 
 def _clear_and_cloudy(name, tmp_path):

@@ -15,7 +15,7 @@ from .sen12mscr import SEN12MSCR
 from .sen2mtc import Sen2MTC
 
 # %% auto #0
-__all__ = ['DATASETS', 'dataset_class', 'open_dataset']
+__all__ = ['DATASETS', 'dataset_class', 'open_dataset', 'make_dataset', 'protocol_of']
 
 # %% ../../nbs/10_data_registry.ipynb #f6ba19f0
 DATASETS: dict[str, type[CloudRemovalDataset]] = {cls.name: cls for cls in (CUHKCR, CUHKCR2, L8CR, SEN12MSCR, Sen2MTC, GeoTiffFolder)}
@@ -37,3 +37,21 @@ def open_dataset(name: str, root, split: str | None = None, nir_root=None, **opt
     if nir_root is not None and "nir_root" not in params: raise ValueError(f"{name} has no NIR tree: --nir/nir_root is for CUHK-CR")
     given = {k: v for k, v in (("split", split), ("nir_root", nir_root)) if k in params}
     return cls(root, **given, **options)
+
+# %% ../../nbs/10_data_registry.ipynb #58679d67
+def _dataset_name(cfg, dataset: str | None) -> str:
+    "The registered dataset a run reads: `dataset` (e.g. 'folder'), else the configuration's."
+    name = dataset or cfg.data.dataset
+    if name is None: raise ValueError("the configuration names no data.dataset: pass dataset=")
+    return name
+
+
+def make_dataset(cfg, root, split: str, nir_root=None, dataset: str | None = None, **extra) -> CloudRemovalDataset:
+    "The dataset configuration `cfg` trains or tests on (`dataset` overrides its own); the class turns `cfg.data` into options."
+    name = _dataset_name(cfg, dataset)
+    return open_dataset(name, root, split, nir_root=nir_root, **{**dataset_class(name).options(cfg.data), **extra})
+
+
+def protocol_of(name: str | None) -> str:
+    "The metric protocol of dataset `name` (SEN12MS-CR's textbook metrics for a configuration that names none)."
+    return dataset_class(name).protocol if name is not None else "sen12mscr"
