@@ -11,13 +11,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-import emrdm
-from .core import atomic_path
-from .model import EMRDM, Config, ConfigError, config_from_dict, load_config
+from .model import EMRDM, FORMAT_VERSION, Config, ConfigError, config_from_dict, load_config
 
 # %% auto #0
-__all__ = ['NET_PREFIX', 'EMA_PREFIX', 'RELEASED', 'FORMAT_VERSION', 'CheckpointError', 'read_checkpoint', 'ema_key',
-           'official_network_state', 'read_key_table', 'infer_config', 'save', 'load', 'fake_official_checkpoint']
+__all__ = ['NET_PREFIX', 'EMA_PREFIX', 'RELEASED', 'CheckpointError', 'read_checkpoint', 'ema_key', 'official_network_state',
+           'read_key_table', 'infer_config', 'load', 'fake_official_checkpoint']
 
 # %% ../nbs/09_checkpoint.ipynb #8cb62f4c
 NET_PREFIX, EMA_PREFIX = "model.diffusion_model.", "model_ema."
@@ -163,18 +161,8 @@ def _load_official(ckpt: dict, what: str, cfg: Config | str | dict | None = None
     return model.eval()
 
 # %% ../nbs/09_checkpoint.ipynb #27c04f40
-FORMAT_VERSION = 1
-
-
-def save(model: EMRDM, path) -> None:
-    "Save `model`'s weights with its exact configuration (atomically: a temp file beside `path`, then a rename)."
-    with atomic_path(path) as part:
-        torch.save({"format": "emrdm", "format_version": FORMAT_VERSION, "emrdm_version": emrdm.__version__,
-                    "config": model.config.to_dict(), "state_dict": model.state_dict()}, part)
-
-
 def _load_saved(ckpt: dict, what: str, **model_kwargs) -> EMRDM:
-    "A model written by `save`, from its read dictionary, in eval mode."
+    "A model written by `EMRDM.save`, from its read dictionary, in eval mode."
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{what} was written by a newer emrdm (format {ckpt['format_version']}): upgrade emrdm")
     try: config = config_from_dict(ckpt["config"])
@@ -225,7 +213,6 @@ def load(source,                         # a checkpoint file (ours, `EMRDM.save`
     return _load_official(ckpt, what, config, ema=ema, **model_kwargs)
 
 # %% ../nbs/09_checkpoint.ipynb #82157e9f
-EMRDM.save = save
 EMRDM.load = EMRDM.from_official_checkpoint = staticmethod(load)
 
 # %% ../nbs/09_checkpoint.ipynb #c9d3e7b0

@@ -12,6 +12,7 @@ import torch
 from fastcore.basics import patch
 from torch import Tensor, nn
 
+from .core import atomic_path
 from .config import (Config, ConfigError, DataConfig, DiffusionConfig, NetworkConfig, SamplerConfig, TemporalConfig,
                           TrainConfig, available_configs, config_from_dict, load_config, validate_config)
 from .diffusion import residual_denoise, residual_loss
@@ -22,7 +23,7 @@ from .nn.hdit import HDiT
 from .nn.temporal import TemporalHDiT
 
 # %% auto #0
-__all__ = ['sampler_kwargs', 'build_network', 'EMRDM']
+__all__ = ['FORMAT_VERSION', 'sampler_kwargs', 'build_network', 'EMRDM']
 
 # %% ../nbs/08_model.ipynb #d3e6360c
 def sampler_kwargs(sampler: SamplerConfig, **overrides) -> dict:
@@ -182,3 +183,15 @@ def temporal_attention(self: EMRDM,
         return out
     with torch.no_grad(): clear = self._sample(net, mu, cond, steps, noise, generator, False, False, **sampler_options)
     return clear, torch.stack(weights)
+
+# %% ../nbs/08_model.ipynb #591d03af
+FORMAT_VERSION = 1                                  # of the files `EMRDM.save` writes
+
+
+@patch
+def save(self: EMRDM, path) -> None:
+    "Save the weights with the exact configuration to `path`, atomically (a temp file beside it, then a rename)."
+    import emrdm
+    with atomic_path(path) as part:
+        torch.save({"format": "emrdm", "format_version": FORMAT_VERSION, "emrdm_version": emrdm.__version__,
+                    "config": self.config.to_dict(), "state_dict": self.state_dict()}, part)
