@@ -472,49 +472,93 @@ def _run_config(config: Config | str, seed: int | None, task_kwargs: dict) -> tu
     if seed is not None: sets["train.seed"] = seed
     return (load_config(cfg, sets) if sets else cfg), {k: v for k, v in task_kwargs.items() if k not in keys}
 
-# %% ../nbs/12_train.ipynb #7276da2b
-def fit(config: Config | str, data_root, out_dir, nir_root=None, max_steps: int | None = None, max_epochs: int | None = None,
-        resume=None, overwrite: bool = False, init=None, devices="auto", accelerator="auto", num_nodes: int = 1,
-        strategy="auto", precision="32-true", tf32: bool = False, num_workers: int = 0, val_every_n_steps: int | None = None,
-        val_batches: int = 2, dataset: str | None = None, seed: int | None = None, tensorboard: bool = False,
-        progress: bool = True, checkpoint_every_n_steps: int | None = None, callbacks=(), max_time: str | None = None,
-        crop: int | None = None, verbose: bool = False, **task_kwargs) -> EMRDMTask:
-    "Train a new run in `out_dir`, `resume` one (True: from its last.ckpt) or start afresh (`overwrite`); `init`: fine-tune."
+# %% ../nbs/12_train.ipynb #8f649104
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    "TF32 matrix products inside the block only: the process's previous settings come back after it."
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if enabled: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try: yield
+    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _check_tensorboard(tensorboard: bool) -> None:
+    "TensorBoard logs need the `tensorboard` extra: say so before any work."
     import importlib.util
-    import inspect
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
     if tensorboard and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
         raise ModuleNotFoundError("tensorboard=True (emrdm train --tensorboard) needs TensorBoard: pip install 'emrdm[tensorboard]'")
+
+
+def _loggers(out: Path, tensorboard: bool) -> list:
+    "The CSV logger, and TensorBoard's when asked for."
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    return [CSVLogger(out, name="logs")] + ([TensorBoardLogger(out, name="tb")] if tensorboard else [])
+
+
+def _trainer(out: Path, cfg: Config, limits: dict, callbacks: list, loggers: list, progress: bool, val_every_n_steps,
+             val_batches: int, **hardware) -> L.Trainer:
+    "The Lightning trainer of a run: our checkpointing and data order, validation as configured, no chatter."
+    return L.Trainer(default_root_dir=out, **limits, **hardware, logger=loggers, callbacks=callbacks,
+                     plugins=[AtomicCheckpointIO()], enable_checkpointing=False, use_distributed_sampler=False,
+                     val_check_interval=val_every_n_steps,
+                     check_val_every_n_epoch=None if val_every_n_steps else cfg.train.val_every_n_epochs,
+                     limit_val_batches=max(val_batches, 1), enable_progress_bar=progress, enable_model_summary=False,
+                     num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
+
+# %% ../nbs/12_train.ipynb #7276da2b
+def fit(config: Config | str,                  # the configuration: a `Config`, a packaged name or a YAML path
+        data_root,                             # the dataset's root folder
+        out_dir,                               # the run folder: checkpoints/ and logs/
+        nir_root=None,                         # CUHK-CR: the NIR tree
+        max_steps: int | None = None,          # stop after this many optimiser steps (alone, it lifts the epoch limit)
+        max_epochs: int | None = None,         # stop after this many epochs; neither limit: the config's train.max_epochs
+        resume=None,                           # continue the run: True (its last.ckpt) or a checkpoint path
+        overwrite: bool = False,               # start afresh in a folder that holds a run (its checkpoints and logs go)
+        init=None,                             # a new run from these weights (any checkpoint, or an EMRDM): fine-tuning
+        devices="auto", accelerator="auto",    # Lightning's hardware choice
+        num_nodes: int = 1, strategy="auto",   # several machines; e.g. "ddp"
+        precision="32-true",                   # e.g. "bf16-mixed"
+        tf32: bool = False,                    # TF32 matrix products during the run (Ampere GPUs and newer)
+        num_workers: int = 0,                  # DataLoader worker processes
+        val_every_n_steps: int | None = None,  # validate every N steps; None: every train.val_every_n_epochs epochs
+        val_batches: int = 2,                  # validation batches sampled with the EMA weights and scored
+        dataset: str | None = None,            # the registered dataset to read, if not the config's (e.g. "folder")
+        seed: int | None = None,               # the run's seed; None: the config's train.seed
+        tensorboard: bool = False,             # also write TensorBoard logs
+        progress: bool = True,                 # Lightning's progress bar
+        checkpoint_every_n_steps: int | None = None,  # also keep stepN.ckpt every N steps (last.ckpt is always kept)
+        callbacks=(),                          # more Lightning callbacks
+        max_time: str | None = None,           # a wall-clock budget, "DD:HH:MM:SS"
+        crop: int | None = None,               # train on random crops of this size
+        verbose: bool = False,                 # Lightning's info messages
+        **task_kwargs                          # `EMRDMTask` options: lr, weight_decay, ema_decay, decay_on, backends
+       ) -> EMRDMTask:
+    "Train a new run in `out_dir`, `resume` one or start it afresh (`overwrite`); `init` fine-tunes from weights. Returns the task."
+    import inspect
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
     if resume is not None and init is not None:
         raise ValueError("give resume= (continue a run: weights, optimiser, step) or init= (new run from weights), not both")
     cfg, task_kwargs = _run_config(config, seed, task_kwargs)
     limits, out = _training_length(cfg, max_steps, max_epochs), Path(out_dir)
+    _check_tensorboard(tensorboard)
     inputs = [p for p in (data_root, nir_root, init if isinstance(init, (str, os.PathLike)) else None) if p is not None]
     ckpt_path = run_checkpoint(out, resume, overwrite, inputs)
-    if ckpt_path is not None: _check_resumable(ckpt_path, cfg)
+    if ckpt_path is not None: _check_resumable(ckpt_path, cfg); _remove_stale_parts(out / "checkpoints")   # dead runs' temp files
     data = EMRDMData(cfg, data_root, nir_root, num_workers=num_workers, dataset=dataset, crop=crop)
     data.setup("fit")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)                # the new weights' initialisation
-    if tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     task = EMRDMTask(cfg, val_batches=val_batches, **task_kwargs)
     if init is not None: initialise(task, init)
     if overwrite: _clear_run(out)
-    if ckpt_path is not None: _remove_stale_parts(out / "checkpoints")
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir, stop = out / "checkpoints", StopOnSignal()
-    loggers = [CSVLogger(out, name="logs")] + ([TensorBoardLogger(out, name="tb")] if tensorboard else [])
     callbacks = [stop, RunCheckpoints(ckpt_dir, checkpoint_every_n_steps), ExceptionCheckpoint(ckpt_dir), *callbacks]
     stop.install()
     try:
-        with _quiet_lightning(verbose):
-            trainer = L.Trainer(default_root_dir=out, **limits, max_time=max_time, devices=devices, accelerator=accelerator,
-                                num_nodes=num_nodes, strategy=strategy, precision=precision, logger=loggers,
-                                callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_checkpointing=False,
-                                use_distributed_sampler=False, val_check_interval=val_every_n_steps,
-                                check_val_every_n_epoch=None if val_every_n_steps else cfg.train.val_every_n_epochs,
-                                limit_val_batches=max(val_batches, 1), enable_progress_bar=progress,
-                                enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
+        with _quiet_lightning(verbose), _tf32(tf32):
+            trainer = _trainer(out, cfg, limits, callbacks, _loggers(out, tensorboard), progress, val_every_n_steps, val_batches,
+                               max_time=max_time, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
+                               strategy=strategy, precision=precision)
             weights_only = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
             trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, **weights_only)   # our own checkpoints: tensors, dicts
     except SIGTERMException:                                            # several processes: Lightning's SIGTERM path
