@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 # %% auto #0
-__all__ = ['ALEXNET_FILE', 'PROTOCOLS', 'DATASET_PROTOCOL', 'to_unit', 'quantize_uint8', 'rmse', 'mae', 'psnr', 'sam',
-           'ssim_uniform', 'gaussian_window', 'ssim_gaussian', 'LPIPS', 'lpips_or_nan', 'metrics_cuhk',
-           'metrics_sen12mscr', 'sen2mtc_unit', 'metrics_sen2mtc', 'image_metrics', 'MetricsLog']
+__all__ = ['ALEXNET_FILE', 'PROTOCOLS', 'to_unit', 'quantize_uint8', 'rmse', 'mae', 'psnr', 'sam', 'ssim_uniform',
+           'gaussian_window', 'ssim_gaussian', 'LPIPS', 'lpips_or_nan', 'metrics_cuhk', 'metrics_sen12mscr',
+           'sen2mtc_unit', 'metrics_sen2mtc', 'image_metrics', 'MetricsLog']
 
 # %% ../nbs/11_metrics.ipynb #a0e73559
 def to_unit(x: Tensor) -> Tensor:
@@ -212,9 +212,7 @@ def metrics_sen2mtc(target: Tensor, pred: Tensor, mode: str = "parity", lpips: L
     return _unit_metrics(sen2mtc_unit(target, mode), sen2mtc_unit(pred, mode), lpips)
 
 # %% ../nbs/11_metrics.ipynb #c8a46f23
-PROTOCOLS = {"cuhk": metrics_cuhk, "sen12mscr": metrics_sen12mscr, "sen2mtc": metrics_sen2mtc}
-DATASET_PROTOCOL = {"cuhk-cr1": "cuhk", "cuhk-cr2": "cuhk", "l8cr": "cuhk", "sen12mscr": "sen12mscr",
-                    "sen2mtc": "sen2mtc", "folder": "sen12mscr", None: "sen12mscr"}
+PROTOCOLS = {"cuhk": metrics_cuhk, "sen12mscr": metrics_sen12mscr, "sen2mtc": metrics_sen2mtc}   # a dataset class names its own (its `protocol`)
 
 # %% ../nbs/11_metrics.ipynb #333d4714
 def image_metrics(target: Tensor, pred: Tensor, protocol: str, mode: str = "parity", lpips: LPIPS | None = None) -> dict:
