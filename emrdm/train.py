@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .data.registry import _dataset_name, make_dataset, protocol_of
@@ -26,38 +27,37 @@ __all__ = ['EMA', 'stream_seed', 'EpochSampler', 'EpochItems', 'EMRDMTask', 'EMR
 
 # %% ../nbs/12_train.ipynb #e9cec7e7
 class EMA:
-    "Exponential moving average of a module's trainable parameters, with the authors' warm-up."
-    def __init__(self, module: nn.Module, decay: float = 0.9999):
+    "Exponential moving average of a network, kept as its own copy `module` (eval mode, no gradients), with the authors' warm-up."
+    def __init__(self, net: nn.Module, decay: float = 0.9999):
         self.decay, self.num_updates = decay, 0
-        self.shadow = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+        self.names = {n for n, p in net.named_parameters() if p.requires_grad}
+        self.module = copy.deepcopy(net).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, module: nn.Module):
+    def update(self, net: nn.Module):
+        "One step towards `net`'s weights (after each optimiser step)."
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
-        for n, p in module.named_parameters():
-            if n in self.shadow: self.shadow[n].sub_((1 - d) * (self.shadow[n] - p.detach()))
+        ema = dict(self.module.named_parameters())
+        for n, p in net.named_parameters():
+            if n in self.names: ema[n].sub_((1 - d) * (ema[n] - p.detach()))
 
-    @contextlib.contextmanager
-    def applied(self, module: nn.Module):
-        "Temporarily put the EMA weights into `module`."
-        params = dict(module.named_parameters())
-        backup = {n: params[n].detach().clone() for n in self.shadow}
-        with torch.no_grad():
-            for n, v in self.shadow.items(): params[n].copy_(v)
-        try: yield module
-        finally:
-            with torch.no_grad():
-                for n, v in backup.items(): params[n].copy_(v)
+    @property
+    def shadow(self) -> dict:
+        "The averaged parameters by name."
+        return {n: p for n, p in self.module.named_parameters() if n in self.names}
 
-    def state_dict(self) -> dict: return {"decay": self.decay, "num_updates": self.num_updates, "shadow": self.shadow}
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": {n: p.detach().clone() for n, p in self.shadow.items()}}
 
-    def load_state_dict(self, state: dict, device=None):
+    @torch.no_grad()
+    def load_state_dict(self, state: dict):
         self.decay, self.num_updates = state["decay"], state["num_updates"]
-        self.shadow = {n: v.to(device) if device is not None else v for n, v in state["shadow"].items()}
+        ema = dict(self.module.named_parameters())
+        for n, v in state["shadow"].items(): ema[n].copy_(v)
 
     def to(self, device):
-        self.shadow = {n: v.to(device) for n, v in self.shadow.items()}
+        self.module.to(device)
         return self
 
 # %% ../nbs/12_train.ipynb #f539e5d0
@@ -135,17 +135,6 @@ class EMRDMTask(L.LightningModule):
         self.protocol = protocol_of(self.config.data.dataset)
         self._lpips = None
 
-    def param_groups(self) -> list[dict]:
-        "All parameters with weight decay (the released runs), or decay only on weight matrices (`decay_on='matrices'`)."
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.decay_on == "all": return [{"params": params, "weight_decay": self.weight_decay}]
-        enc = getattr(self.model.net, "temporal_encoder", None)
-        skip = {id(enc.attention_heads.Q)} if enc is not None else set()                 # the L-TAE query: not a weight matrix
-        matrices = [p for p in params if p.ndim >= 2 and id(p) not in skip]
-        ids = {id(p) for p in matrices}
-        return [{"params": matrices, "weight_decay": self.weight_decay},
-                {"params": [p for p in params if id(p) not in ids], "weight_decay": 0.0}]
-
     def configure_optimizers(self):
         return torch.optim.AdamW(self.param_groups(), lr=self.lr, betas=(0.9, 0.999))
 
@@ -157,33 +146,12 @@ class EMRDMTask(L.LightningModule):
         s = self._seed(batch_idx, 1)
         torch.manual_seed(s); np.random.seed(s % 2**32); random.seed(s)
 
-    def training_step(self, batch, batch_idx):
-        x0, mu, cond = _batch_inputs(self.model, batch)
-        g = torch.Generator(device=x0.device).manual_seed(self._seed(batch_idx, 0))      # this batch's sigma and noise
-        loss = self.model.loss(x0, mu, cond, generator=g).mean()
-        self.log("loss", loss, prog_bar=True, batch_size=x0.shape[0])
-        return loss
-
     def optimizer_step(self, *args, **kwargs):
         "The optimiser step, then the EMA update, so that a checkpoint never holds one without the other."
         super().optimizer_step(*args, **kwargs)
         self.ema.update(self.model.net)
 
     def on_fit_start(self): self.ema.to(self.device)
-
-    def validation_step(self, batch, batch_idx):
-        x0, mu, cond = _batch_inputs(self.model, batch)
-        g = torch.Generator().manual_seed(batch_idx)
-        self.log("val_loss", self.model.loss(x0, mu, cond, generator=g).mean(), batch_size=x0.shape[0], sync_dist=True)
-        if batch_idx >= self.val_batches: return
-        with self.ema.applied(self.model.net):
-            pred = self.model.sample(mu, cond, generator=torch.Generator().manual_seed(1000 + batch_idx))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rows = [image_metrics(x0[i], pred[i], self.protocol, self.metric_mode, self._lpips) for i in range(x0.shape[0])]
-        for k in rows[0]:
-            vals = [r[k] for r in rows if math.isfinite(r[k])]
-            if vals: self.log(f"val_{k}", float(np.mean(vals)), batch_size=len(vals), sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["emrdm_config"] = self.config.to_dict()
@@ -192,11 +160,52 @@ class EMRDMTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint):
         if "ema" in checkpoint: self.ema.load_state_dict(checkpoint["ema"])
 
-    def ema_model(self) -> EMRDM:
-        "A copy of the model with the EMA weights, in eval mode."
-        m = copy.deepcopy(self.model)
-        with self.ema.applied(self.model.net): m.net.load_state_dict(self.model.net.state_dict())
-        return m.eval()
+
+# %% ../nbs/12_train.ipynb #dc90c16f
+@patch
+def param_groups(self: EMRDMTask) -> list[dict]:
+    "All parameters with weight decay (the released runs), or decay only on weight matrices (`decay_on='matrices'`)."
+    params = [p for p in self.model.parameters() if p.requires_grad]
+    if self.decay_on == "all": return [{"params": params, "weight_decay": self.weight_decay}]
+    matrices = [p for p in params if p.ndim >= 2 and not getattr(p, "no_weight_decay", False)]
+    ids = {id(p) for p in matrices}
+    return [{"params": matrices, "weight_decay": self.weight_decay},
+            {"params": [p for p in params if id(p) not in ids], "weight_decay": 0.0}]
+
+# %% ../nbs/12_train.ipynb #8181f8c8
+@patch
+def training_step(self: EMRDMTask, batch, batch_idx):
+    "The loss of one batch, with the batch's own sigma and noise (a generator seeded by its position in the run)."
+    x0, mu, cond = _batch_inputs(self.model, batch)
+    g = torch.Generator(device=x0.device).manual_seed(self._seed(batch_idx, 0))
+    loss = self.model.loss(x0, mu, cond, generator=g).mean()
+    self.log("loss", loss, prog_bar=True, batch_size=x0.shape[0])
+    return loss
+
+# %% ../nbs/12_train.ipynb #370ed117
+@patch
+def validation_step(self: EMRDMTask, batch, batch_idx):
+    "The validation loss, and for the first `val_batches` batches the metrics of samples drawn with the EMA network."
+    x0, mu, cond = _batch_inputs(self.model, batch)
+    g = torch.Generator().manual_seed(batch_idx)
+    self.log("val_loss", self.model.loss(x0, mu, cond, generator=g).mean(), batch_size=x0.shape[0], sync_dist=True)
+    if batch_idx >= self.val_batches: return
+    with torch.no_grad():
+        pred = self.model._sample(self.ema.module, mu, cond, None, None, torch.Generator().manual_seed(1000 + batch_idx), False, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = [image_metrics(x0[i], pred[i], self.protocol, self.metric_mode, self._lpips) for i in range(x0.shape[0])]
+    for k in rows[0]:
+        vals = [r[k] for r in rows if math.isfinite(r[k])]
+        if vals: self.log(f"val_{k}", float(np.mean(vals)), batch_size=len(vals), sync_dist=True)
+
+# %% ../nbs/12_train.ipynb #faa9b18e
+@patch
+def ema_model(self: EMRDMTask) -> EMRDM:
+    "A copy of the model with the EMA network's weights, in eval mode."
+    m = copy.deepcopy(self.model)
+    m.net.load_state_dict(self.ema.module.state_dict())
+    return m.eval()
 
 # %% ../nbs/12_train.ipynb #5a581a07
 class EMRDMData(L.LightningDataModule):
@@ -517,8 +526,7 @@ def fit(config: Config | str,                  # the configuration: a `Config`, 
         init=None,                             # a new run from these weights (any checkpoint, or an EMRDM): fine-tuning
         devices="auto", accelerator="auto",    # Lightning's hardware choice
         num_nodes: int = 1, strategy="auto",   # several machines; e.g. "ddp"
-        precision="32-true",                   # e.g. "bf16-mixed"
-        tf32: bool = False,                    # TF32 matrix products during the run (Ampere GPUs and newer)
+        precision="32-true", tf32: bool = False,  # e.g. "bf16-mixed"; TF32 matrix products during the run (Ampere and newer)
         num_workers: int = 0,                  # DataLoader worker processes
         val_every_n_steps: int | None = None,  # validate every N steps; None: every train.val_every_n_epochs epochs
         val_batches: int = 2,                  # validation batches sampled with the EMA weights and scored

@@ -24,6 +24,7 @@ class TemporalAttentionHeads(nn.Module):
         if d_model % n_heads: raise ValueError(f"d_model {d_model} is not a multiple of n_heads {n_heads}")
         self.n_heads, self.d_k = n_heads, d_k
         self.Q = nn.Parameter(torch.randn(n_heads, d_k) * math.sqrt(2.0 / d_k))
+        self.Q.no_weight_decay = True          # a learned query, not a weight matrix: AdamW's "matrices" choice skips it
         self.norm = AdaRMSNorm(d_model, cond_features)
         self.fc1_k = nn.Linear(d_model, n_heads * d_k)
         self.dropout = nn.Dropout(dropout)
