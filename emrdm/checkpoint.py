@@ -25,7 +25,7 @@ RELEASED = ("cuhk", "cuhkv2", "sen12mscr", "sen2mtc")
 class CheckpointError(ValueError):
     "A checkpoint that cannot be read, or that does not fit the model."
 
-
+# %% ../nbs/09_checkpoint.ipynb #ad1a7b3b
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
@@ -50,7 +50,7 @@ def _unsafe_globals(e: Exception) -> str | None:
     m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
     return m.group(1) if m else None
 
-
+# %% ../nbs/09_checkpoint.ipynb #0a1f3420
 def read_checkpoint(path, trust_pickle: bool = False) -> dict:
     "The dictionary in a `.ckpt`/`.pt` file, read with `weights_only=True` unless `trust_pickle`."
     path = Path(path)
@@ -74,17 +74,17 @@ def ema_key(name: str) -> str:
     "The authors' EMA entry for network parameter `name`: `model_ema.` + 'diffusion_model.<name>' without dots."
     return EMA_PREFIX + ("diffusion_model." + name).replace(".", "")
 
-
+# %% ../nbs/09_checkpoint.ipynb #d93f01e0
 def _listing(title: str, items: list[str], most: int = 8) -> str:
     more = [f"... and {len(items) - most} more"] if len(items) > most else []
     return f"\n  {title} ({len(items)}):" + "".join(f"\n    {i}" for i in items[:most] + more)
 
-
+# %% ../nbs/09_checkpoint.ipynb #ca1bfe8f
 def _network_entries(sd: dict) -> dict:
     "`model.diffusion_model.*` entries without the prefix (and without torch.compile's `_orig_mod.`)."
     return {k[len(NET_PREFIX):].removeprefix("_orig_mod."): v for k, v in sd.items() if k.startswith(NET_PREFIX)}
 
-
+# %% ../nbs/09_checkpoint.ipynb #d8eb656b
 def official_network_state(sd: dict, net: nn.Module, ema: bool = True, what: str = "checkpoint") -> dict:
     "The network state dict in `sd` (a Lightning `state_dict`), EMA parameters if `ema`; every key and shape checked."
     want = net.state_dict()
@@ -121,7 +121,7 @@ def read_key_table(path) -> list[tuple[str, tuple, str]]:
 def _shapes(net: nn.Module) -> dict:
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
-
+# %% ../nbs/09_checkpoint.ipynb #bdbcecaa
 def infer_config(sd: dict, candidates=RELEASED) -> Config:
     "The one released configuration whose network has exactly the checkpoint's keys and shapes."
     have = {k: tuple(v.shape) for k, v in _network_entries(sd).items()}
@@ -196,7 +196,7 @@ def _refit(model: EMRDM, config, what: str, **model_kwargs) -> EMRDM:
     except RuntimeError as e: raise CheckpointError(f"{what} does not fit config '{cfg.name}': {str(e)[:300]}") from None
     return out.eval()
 
-
+# %% ../nbs/09_checkpoint.ipynb #0496c86e
 def load(source,                         # a checkpoint file (ours, `EMRDM.save`'s, or the authors' `.ckpt`), or its dictionary
          config=None,                    # the configuration to build (name, YAML path, `Config`); None: the file's or, the authors', inferred
          ema: bool = True,               # the EMA weights (the released models, our training runs); False: the raw ones

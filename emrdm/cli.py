@@ -62,14 +62,14 @@ def _add_model_options(p, out_help: str, out_required: bool = False, weights: st
                    help="override a config key, e.g. --set sampler.steps=8; repeat for more (default: none)")
     p.add_argument("-o", "--out", required=out_required, default=None, help=out_help)
 
-
+# %% ../nbs/14_cli.ipynb #e717798f
 def _add_run_options(p, seed_help: str):
     "--device, --seed and --quiet: the same on every command that runs a model."
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=None, help=seed_help)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-
+# %% ../nbs/14_cli.ipynb #68eced71
 def _add_data_options(p):
     "--data, --nir and --dataset: a dataset on disk."
     p.add_argument("--data", required=True, help="dataset root folder")
@@ -121,7 +121,7 @@ def _cmd_configs(args) -> int:
               f"churn={cfg.sampler.s_churn}")
     return 0
 
-
+# %% ../nbs/14_cli.ipynb #c48c8bc3
 def _add_configs(sub):
     _command(sub, "configs", "list the packaged configurations", "emrdm configs", _cmd_configs)
 
@@ -144,7 +144,7 @@ def _train_setup(args):
     raise ValueError("train needs a configuration: --config NAME or a YAML path (`emrdm configs` lists the names), "
                      "or --checkpoint to fine-tune from (its configuration is used)")
 
-
+# %% ../nbs/14_cli.ipynb #a17fcc5c
 def _resume_path(args) -> "Path":
     "The checkpoint --resume continues: the one named, or (--resume alone) the newest state of the run in --out."
     from pathlib import Path
@@ -170,7 +170,7 @@ def _train_dir(args, cfg) -> "Path":
         return Path(args.resume).parent.parent
     return _run_dir(args, "train", None if args.config else cfg.name)
 
-
+# %% ../nbs/14_cli.ipynb #c8335fa3
 def _cmd_train(args) -> int:
     from emrdm.train import TrainingInterrupted, fit
     cfg, init = _train_setup(args)
@@ -321,7 +321,7 @@ def _cmd_data_check(args) -> int:
     print(report.table())
     return 0 if report.ok else 1
 
-
+# %% ../nbs/14_cli.ipynb #e5e0e9cf
 def _add_data_check(sub):
     chk = _command(sub, "check", "verify a dataset's layout, bands, dtypes and values", """
 emrdm data check --dataset sen2mtc /data/Sen2_MTC_New
@@ -349,7 +349,7 @@ def _cmd_build_l8cr(args) -> int:
     print(f"L8-CR written to {root}")
     return 0
 
-
+# %% ../nbs/14_cli.ipynb #707d3c99
 def _add_build_l8cr(sub):
     l8 = _command(sub, "build-l8cr", "build the L8-CR demo benchmark from a real Landsat-8 scene", """
 emrdm data build-l8cr data/L8-CR
@@ -381,14 +381,14 @@ def _terminated(signum, frame):
     "SIGTERM handler: unwind like Ctrl-C does (temp files removed by their `finally`), then exit 143."
     raise SystemExit(128 + signum)
 
-
+# %% ../nbs/14_cli.ipynb #c3f9f619
 def _quiet_stdout() -> None:
     "After a broken pipe: point stdout at /dev/null, so the interpreter's final flush does not fail again."
     import os
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
-
+# %% ../nbs/14_cli.ipynb #7e6cc65a
 def main(argv=None) -> int:
     "Entry point of the `emrdm` console script: known mistakes become one line on stderr and exit status 2."
     import signal

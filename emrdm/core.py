@@ -129,11 +129,11 @@ def atomic_path(path) -> Iterator[Path]:
 class OutputError(ValueError):
     "An output that would overwrite an input, an existing output, or cannot be written."
 
-
+# %% ../nbs/00_core.ipynb #67c8ffb7
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
-
+# %% ../nbs/00_core.ipynb #360aaa7b
 def check_output(out, inputs: Sequence = (), overwrite: bool = False, folder: bool = False) -> Path:
     "Refuse `out` (a file, or a `folder`) that is or holds one of `inputs`, exists without `overwrite`, or cannot be written."
     out = Path(out)

@@ -24,7 +24,7 @@ def _check_pair(x0: Tensor, mu: Tensor):
     if mu.ndim not in (4, 5) or mu.shape[0] != x0.shape[0] or mu.shape[-3:] != x0.shape[-3:]:
         raise ValueError(f"mu must be [B, C, H, W] or [B, T, C, H, W] matching x0 {tuple(x0.shape)}, got {tuple(mu.shape)}")
 
-
+# %% ../nbs/03_diffusion.ipynb #b002d527
 def forward_process(x0: Tensor, mu: Tensor, sigma, schedule: MeanSchedule, noise: Tensor) -> Tensor:
     "The noisy state $x_0 + r(\\sigma)\\mu + \\sigma\\varepsilon$, shaped like `mu`; `x0` is shared by every date."
     _check_pair(x0, mu)
@@ -43,7 +43,7 @@ def concat_cond(x: Tensor, cond: Tensor | None) -> Tensor:
                          "it needs the same batch, time and spatial sizes")
     return torch.cat([x, cond.to(x.dtype)], dim=dim)
 
-
+# %% ../nbs/03_diffusion.ipynb #71065948
 def residual_denoise(net: Callable, x: Tensor, sigma, cond: Tensor | None = None, *,
                      schedule: MeanSchedule, precond: ResidualPrecond, **net_kwargs) -> Tensor:
     "The denoised estimate `D [B, C, H, W]` of the clear image from the noisy state `x` (one or several dates)."

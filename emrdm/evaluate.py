@@ -26,7 +26,7 @@ def _shard(dataset):
     idx = list(range(rank, len(dataset), world))
     return torch.utils.data.Subset(dataset, idx), idx
 
-
+# %% ../nbs/12_evaluate.ipynb #88da8390
 def _gather(log: MetricsLog, order: list[int]) -> MetricsLog:
     "All ranks' rows, in dataset order, on every rank."
     if not torch.distributed.is_initialized(): return log
@@ -36,17 +36,17 @@ def _gather(log: MetricsLog, order: list[int]) -> MetricsLog:
     merged.rows = [row for _, row in sorted((p for part in parts for p in part), key=lambda t: t[0])]
     return merged
 
-
+# %% ../nbs/12_evaluate.ipynb #767eaf76
 def _is_main() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
-
+# %% ../nbs/12_evaluate.ipynb #e3d014fa
 def _check_sampling(batch_size: int, steps: int | None) -> None:
     "Refuse a batch size or a step count that cannot be meant (0 steps used to mean the config's, silently)."
     if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if steps is not None and steps < 1: raise ValueError(f"steps must be at least 1 (or None for the config's), got {steps}")
 
-
+# %% ../nbs/12_evaluate.ipynb #d1981567
 def _sampled(model: EMRDM, dataset, batch_size, dev, seed, steps, progress, desc, **sampler_options):
     "Yield (batch, predictions, dataset indices) over this rank's share of `dataset`; image i's noise is seeded by i."
     from tqdm.auto import tqdm
@@ -71,7 +71,7 @@ def _input_files(dataset) -> list[Path]:
     except (AttributeError, NotImplementedError): return []
     return list(first.values())
 
-
+# %% ../nbs/12_evaluate.ipynb #8e377569
 def _output_folder(out_dir, dataset, overwrite: bool) -> Path:
     "`out_dir`, made once `check_output` has passed it on every process: no folder holding inputs, no file, an existing one only if empty or `overwrite`."
     from emrdm.core import check_output
@@ -125,7 +125,7 @@ def _write_prediction(out: Path, stem: str, x: torch.Tensor, dataset, i: int) ->
     write_geotiff(out / f"{stem}.tif", arr, prof)
     write_preview(out / f"{stem}.png", arr, getattr(dataset, "bands", ()))
 
-
+# %% ../nbs/12_evaluate.ipynb #2c877f69
 def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", seed: int = 0, steps: int | None = None,
             metrics: bool = True, protocol: str | None = None, mode: str = "parity", progress: bool = True,
             overwrite: bool = False, **sampler_options) -> MetricsLog | None:

@@ -151,7 +151,7 @@ def sample(self: EMRDM,
     "The clear image `[B, C, H, W]` from the cloudy `mu`; `sampler_options` override the config's `sampler` section."
     with torch.no_grad(): return self._sample(self.net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options)
 
-
+# %% ../nbs/08_model.ipynb #9a5bb182
 @patch
 def _sample(self: EMRDM, net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options):
     self._check("mu", mu, self.config.network.out_channels); self._check("cond", cond, self.cond_channels or None, mu)

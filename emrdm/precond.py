@@ -21,7 +21,7 @@ class Scalings(NamedTuple):
     c_in: Tensor
     c_noise: Tensor
 
-
+# %% ../nbs/02_precond.ipynb #36d2aa81
 def _moments(sigma, r, sigma_data, sigma_mu, rho, frames):
     "Noise variance of the frame mean, V of one frame, V of the mean, and the numerator of c_out**2."
     sigma, r = torch.as_tensor(sigma), torch.as_tensor(r)
@@ -31,7 +31,7 @@ def _moments(sigma, r, sigma_data, sigma_mu, rho, frames):
     noise_l = sigma**2 / frames
     return sigma, sigma**2 + rest, noise_l + rest, (noise_l + m2) * sigma_data**2 - cov**2
 
-
+# %% ../nbs/02_precond.ipynb #05c78c6f
 def residual_scalings(sigma, r, sigma_data: float = 1.0, sigma_mu: float = 1.0, rho: float = 0.9,
                       frames: int = 1) -> Scalings:
     "c_skip, c_out, c_in, c_noise of the mean-reverting denoiser; `frames` = number of independently noised dates."
@@ -40,7 +40,7 @@ def residual_scalings(sigma, r, sigma_data: float = 1.0, sigma_mu: float = 1.0, 
     return Scalings(c_skip=(sigma_data**2 + cov) / v, c_out=(num / v).sqrt(),
                     c_in=v_in.rsqrt(), c_noise=sigma.log() / 4)
 
-
+# %% ../nbs/02_precond.ipynb #409860ac
 def residual_loss_weight(sigma, r, sigma_data: float = 1.0, sigma_mu: float = 1.0, rho: float = 0.9,
                          frames: int = 1) -> Tensor:
     "Loss weight $\\lambda = 1/c_\\text{out}^2$, computed directly rather than by squaring a square root."

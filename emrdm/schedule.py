@@ -27,7 +27,7 @@ class MeanSchedule:
         return -self.ds(sigma) / self.s(sigma) ** 2
     def __call__(self, sigma: Tensor) -> Tensor: return self.s(sigma)
 
-
+# %% ../nbs/01_schedule.ipynb #3db6b1f4
 class MeanReversion(MeanSchedule):
     "The paper's mean reversion: $s(\\sigma) = 1/(1+\\alpha\\sigma)$, so $r = \\alpha\\sigma$ and $r' = \\alpha$."
     def __init__(self, alpha: float = 3.0):
@@ -39,7 +39,7 @@ class MeanReversion(MeanSchedule):
     def dr(self, sigma): return torch.full_like(torch.as_tensor(sigma), self.alpha)
     def __repr__(self): return f"MeanReversion(alpha={self.alpha:g})"
 
-
+# %% ../nbs/01_schedule.ipynb #856c2841
 class NoMeanReversion(MeanSchedule):
     "No drift towards the cloudy image ($s \\equiv 1$, $r \\equiv 0$): plain EDM, the ablation of config a."
     def s(self, sigma): return torch.ones_like(torch.as_tensor(sigma))

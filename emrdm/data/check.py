@@ -24,7 +24,7 @@ def _strips(height: int, width: int, bands: int, budget: int = 2**24) -> list[tu
     rows = max(1, min(height, budget // max(1, 8 * width * bands)))
     return [(r, min(rows, height - r)) for r in range(0, height, rows)]
 
-
+# %% ../../nbs/10_data_check.ipynb #f0909349
 def _raster_info(path: Path) -> dict:
     "`file_info` of a GeoTIFF, read in strips: memory stays bounded whatever the raster's size."
     import rasterio
@@ -43,7 +43,7 @@ def _raster_info(path: Path) -> dict:
             return {"dtype": src.dtypes[0], "bands": src.count, "size": (src.height, src.width), "nan": nan,
                     "min": lo if np.isfinite(lo) else float("nan"), "max": hi if np.isfinite(hi) else float("nan")}
 
-
+# %% ../../nbs/10_data_check.ipynb #07b212fb
 def file_info(path) -> dict:
     "Native dtype, bands, height, width, min, max and NaN count of an image or raster file."
     path = Path(path)
@@ -67,7 +67,7 @@ def size_multiple(config=None) -> int:
 
 _RELEASED_CONFIG = {"cuhk-cr1": "cuhk", "cuhk-cr2": "cuhkv2", "sen12mscr": "sen12mscr", "sen2mtc": "sen2mtc"}
 
-
+# %% ../../nbs/10_data_check.ipynb #208793cb
 def default_multiple(name: str) -> int:
     "The size multiple `data check` holds dataset `name` to: that of its released network (CUHK-CR's for the others)."
     return size_multiple(_RELEASED_CONFIG.get(name))
@@ -115,7 +115,7 @@ def _check_sample(ds, i: int, multiple: int) -> str | None:
                 "train and test would refuse it")
     return None
 
-
+# %% ../../nbs/10_data_check.ipynb #070ad909
 def check_dataset(name: str, root, nir_root=None, splits=None, max_samples: int | None = None, progress: bool = True,
                   multiple: int | None = None, **options) -> CheckReport:
     "Read every file of every split of dataset `name` at `root`; sizes must be multiples of `multiple` (default: `default_multiple(name)`)."

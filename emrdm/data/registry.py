@@ -45,13 +45,13 @@ def _dataset_name(cfg, dataset: str | None) -> str:
     if name is None: raise ValueError("the configuration names no data.dataset: pass dataset=")
     return name
 
-
+# %% ../../nbs/10_data_registry.ipynb #28bea767
 def make_dataset(cfg, root, split: str, nir_root=None, dataset: str | None = None, **extra) -> CloudRemovalDataset:
     "The dataset configuration `cfg` trains or tests on (`dataset` overrides its own); the class turns `cfg.data` into options."
     name = _dataset_name(cfg, dataset)
     return open_dataset(name, root, split, nir_root=nir_root, **{**dataset_class(name).options(cfg.data), **extra})
 
-
+# %% ../../nbs/10_data_registry.ipynb #80426a10
 def protocol_of(name: str | None) -> str:
     "The metric protocol of dataset `name` (SEN12MS-CR's textbook metrics for a configuration that names none)."
     return dataset_class(name).protocol if name is not None else "sen12mscr"

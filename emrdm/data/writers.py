@@ -59,7 +59,7 @@ def write_geotiff(path, arr: np.ndarray, profile: dict | None = None) -> Path:
         with atomic_path(path) as part, rasterio.open(part, "w", **meta) as dst: dst.write(arr)
     return Path(path)
 
-
+# %% ../../nbs/10_data_writers.ipynb #e035be94
 def write_preview(path, arr: np.ndarray, bands=()) -> Path:
     "Write the 8-bit RGB preview of `[C, H, W]` file values as a PNG at `path` (atomically); returns `path`."
     from PIL import Image

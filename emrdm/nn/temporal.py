@@ -40,7 +40,7 @@ class TemporalAttentionHeads(nn.Module):
         out = (attn[..., None] * v.unflatten(-1, (self.n_heads, -1))).sum(1).flatten(-2)    # [B, h, w, d]
         return self.out_proj(self.dropout(out)), attn.permute(4, 0, 1, 2, 3)
 
-
+# %% ../../nbs/07_temporal.ipynb #4fe81320
 class LTAELayer(nn.Module):
     "Temporal attention (`attention_heads`, no residual) then a residual GEGLU feed-forward (`ff`)."
     def __init__(self, n_heads: int = 16, d_model: int = 768, d_k: int = 48, cond_features: int = 768,
