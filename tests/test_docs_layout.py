@@ -19,7 +19,7 @@ def test_committed_outputs_hold_no_machine_paths_or_warnings():
     "The rendered docs show what a reader needs: no paths of the machine that ran the notebook, no library warnings or adverts."
     import json
     import re
-    bad = re.compile(r"/work/|/tmp/|/root/|/home/|Warning:|lightning\.ai|Restored all states")
+    bad = re.compile(r"/work/|/tmp/|/root/|/home/|Warning:|lightning\.ai|litlogger|GPU available|TPU available|Restored all states")
     found = []
     for nb in sorted((ROOT / "nbs").rglob("*.ipynb")):
         for cell in json.loads(nb.read_text())["cells"]:
