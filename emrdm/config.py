@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from .data.registry import DATASETS
+from .samplers import SOLVERS
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'TemporalConfig', 'NetworkConfig', 'DiffusionConfig', 'SamplerConfig', 'DataConfig', 'TrainConfig',
@@ -200,7 +201,7 @@ def validate_config(cfg: Config) -> Config:
             raise ConfigError(f"network.{key} has {len(getattr(n, key))} entries but network.widths has {levels}")
     if len(n.patch_size) != 2: raise ConfigError(f"network.patch_size must be [ph, pw], got {n.patch_size}")
     if d.alpha is not None and d.alpha < 0: raise ConfigError(f"diffusion.alpha must be >= 0 or null, got {d.alpha}")
-    if s.solver not in ("euler", "heun"): raise ConfigError(f"sampler.solver must be 'euler' or 'heun', got {s.solver!r}")
+    if s.solver not in SOLVERS: raise ConfigError(f"sampler.solver must be {' or '.join(map(repr, SOLVERS))}, got {s.solver!r}")
     if not (isinstance(s.steps, int) and s.steps >= 1): raise ConfigError(f"sampler.steps must be a positive integer, got {s.steps}")
     if not 0 < s.sigma_min <= s.sigma_max: raise ConfigError("need 0 < sampler.sigma_min <= sampler.sigma_max")
     check_numbers(cfg)

@@ -16,7 +16,7 @@ from .core import randn_like
 from .schedule import MeanSchedule, karras_sigmas
 
 # %% auto #0
-__all__ = ['Trajectory', 'residual_sample', 'euler_sampler', 'heun_sampler']
+__all__ = ['SOLVERS', 'Trajectory', 'residual_sample', 'euler_sampler', 'heun_sampler']
 
 # %% ../nbs/04_samplers.ipynb #e80b8285
 class Trajectory(NamedTuple):
@@ -44,6 +44,9 @@ def _check_grid(sigmas, mu):
         raise ValueError(f"sigmas must decrease from a positive level to >= 0, got {levels}")
     return sigmas, levels
 
+# %% ../nbs/04_samplers.ipynb #7a8aec6b
+SOLVERS = ("euler", "heun")                  # the ODE solvers `residual_sample` knows; configurations are checked against them
+
 # %% ../nbs/04_samplers.ipynb #962bc47a
 def residual_sample(denoiser: Callable,                       # `denoiser(x, sigma [B], cond)` -> D `[B, C, H, W]`
                     mu: Tensor,                               # cloudy image `[B, C, H, W]`, or `[B, T, C, H, W]` for several dates
@@ -64,7 +67,7 @@ def residual_sample(denoiser: Callable,                       # `denoiser(x, sig
                     ) -> Tensor | Trajectory:                 # the sample `[B, C, H, W]` (or its `Trajectory`)
     "Sample a clear image `[B, C, H, W]` given the cloudy `mu` (`[B, C, H, W]`, or `[B, T, C, H, W]` for several dates)."
     if mu.ndim not in (4, 5): raise ValueError(f"mu must be [B, C, H, W] or [B, T, C, H, W], got {tuple(mu.shape)}")
-    if solver not in ("euler", "heun"): raise ValueError(f"solver must be 'euler' or 'heun', got {solver!r}")
+    if solver not in SOLVERS: raise ValueError(f"solver must be {' or '.join(map(repr, SOLVERS))}, got {solver!r}")
     if s_churn < 0 or s_noise < 0: raise ValueError("s_churn and s_noise must be >= 0")
     sigmas, levels = _check_grid(sigmas, mu)
     if noise is None: noise = randn_like(mu, generator)
