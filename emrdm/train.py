@@ -273,7 +273,7 @@ _RUN_PARTS = ("checkpoints", "logs", "tb")
 
 def _holds_run(out: Path) -> bool: return any((out / p).exists() for p in _RUN_PARTS)
 
-
+# %% ../nbs/12_train.ipynb #e780fca4
 def run_checkpoint(out_dir, resume=None, overwrite: bool = False, inputs=()) -> Path | None:
     "The checkpoint a run in `out_dir` resumes from (None: a new run), by the run-folder rule; an error says what to do."
     from emrdm.checkpoint import CheckpointError
@@ -294,19 +294,19 @@ def run_checkpoint(out_dir, resume=None, overwrite: bool = False, inputs=()) -> 
         raise OutputError(f"{out} holds another run: resume {path} into a new folder, or resume one of {out}'s checkpoints")
     return path
 
-
+# %% ../nbs/12_train.ipynb #ded69cdf
 def _clear_run(out: Path):
     "Delete a run's checkpoints and logs (overwrite)."
     for p in _RUN_PARTS: shutil.rmtree(out / p, ignore_errors=True)
 
-
+# %% ../nbs/12_train.ipynb #b54d4b1a
 def _remove_stale_parts(folder: Path):
     "Delete the temp files (`part_path` names) that processes which no longer run left in `folder`."
     for f in folder.glob(".*.part*"):
         m = re.search(r"\.(\d+)-[0-9a-f]+\.part", f.name)
         if m and os.name == "posix" and not _running(int(m.group(1))): f.unlink(missing_ok=True)
 
-
+# %% ../nbs/12_train.ipynb #0e9d36ac
 def _running(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
@@ -319,14 +319,14 @@ def _flat(d: dict, prefix: str = ""):
         if isinstance(v, dict): yield from _flat(v, f"{prefix}{k}.")
         else: yield f"{prefix}{k}", v
 
-
+# %% ../nbs/12_train.ipynb #7d9bb8e8
 def config_conflicts(stored: dict | Config, cfg: Config) -> list[str]:
     "'key=stored value, not new value' for each dotted key where `cfg` differs from a checkpoint's configuration (name aside)."
     old, new = dict(_flat(load_config(stored).to_dict())), dict(_flat(cfg.to_dict()))
     return [f"{k}={old.get(k)!r}, not {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
             if k != "name" and old.get(k) != new.get(k)]
 
-
+# %% ../nbs/12_train.ipynb #07a947f5
 def _training_checkpoint(path) -> dict:
     "The contents of an emrdm training checkpoint (weights, optimiser, loops, configuration), or one clear error."
     from emrdm.checkpoint import CheckpointError, read_checkpoint
@@ -336,12 +336,12 @@ def _training_checkpoint(path) -> dict:
                               "resumed: start a new run from its weights with --checkpoint (init=)")
     return ckpt
 
-
+# %% ../nbs/12_train.ipynb #a3e7ccea
 def stored_config(path) -> Config:
     "The configuration kept in the training checkpoint `path`: the one a resumed run trains with."
     return load_config(_training_checkpoint(path)["emrdm_config"])
 
-
+# %% ../nbs/12_train.ipynb #fb6bfcd3
 def _check_resumable(path, cfg: Config):
     "Refuse a checkpoint that a run of `cfg` cannot continue, naming what differs."
     from emrdm.model import ConfigError
@@ -411,7 +411,7 @@ class TrainingInterrupted(Exception):
         held = f"; {self.checkpoint} holds it: resume from it" if self.checkpoint else ""
         return f"training stopped by {signal.Signals(self.signum).name} after step {self.step}{held}"
 
-
+# %% ../nbs/12_train.ipynb #2cc70048
 class StopOnSignal(L.Callback):
     "On SIGINT or SIGTERM, finish the step in progress, then raise `TrainingInterrupted`; a second signal ends the process."
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -490,20 +490,20 @@ def _tf32(enabled: bool):
     try: yield
     finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
-
+# %% ../nbs/12_train.ipynb #e4b3faed
 def _check_tensorboard(tensorboard: bool) -> None:
     "TensorBoard logs need the `tensorboard` extra: say so before any work."
     import importlib.util
     if tensorboard and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
         raise ModuleNotFoundError("tensorboard=True (emrdm train --tensorboard) needs TensorBoard: pip install 'emrdm[tensorboard]'")
 
-
+# %% ../nbs/12_train.ipynb #d059be20
 def _loggers(out: Path, tensorboard: bool) -> list:
     "The CSV logger, and TensorBoard's when asked for."
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     return [CSVLogger(out, name="logs")] + ([TensorBoardLogger(out, name="tb")] if tensorboard else [])
 
-
+# %% ../nbs/12_train.ipynb #47730cf6
 def _trainer(out: Path, cfg: Config, limits: dict, callbacks: list, loggers: list, progress: bool, val_every_n_steps,
              val_batches: int, **hardware) -> L.Trainer:
     "The Lightning trainer of a run: our checkpointing and data order, validation as configured, no chatter."
