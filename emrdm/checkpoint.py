@@ -15,7 +15,7 @@ from .model import EMRDM, FORMAT_VERSION, Config, ConfigError, config_from_dict,
 
 # %% auto #0
 __all__ = ['NET_PREFIX', 'EMA_PREFIX', 'RELEASED', 'CheckpointError', 'read_checkpoint', 'ema_key', 'official_network_state',
-           'read_key_table', 'infer_config', 'load', 'fake_official_checkpoint']
+           'read_key_table', 'infer_config', 'refit', 'load', 'fake_official_checkpoint']
 
 # %% ../nbs/09_checkpoint.ipynb #8cb62f4c
 NET_PREFIX, EMA_PREFIX = "model.diffusion_model.", "model_ema."
@@ -187,7 +187,7 @@ def _load_training(ckpt: dict, what: str, config=None, ema: bool = True, **model
     return model.eval()
 
 # %% ../nbs/09_checkpoint.ipynb #8c544c50
-def _refit(model: EMRDM, config, what: str, **model_kwargs) -> EMRDM:
+def refit(model: EMRDM, config, what: str, **model_kwargs) -> EMRDM:
     "`model`'s weights in a model built from `config` (strictly: only settings that leave the weights alone may differ)."
     cfg = config if isinstance(config, Config) else load_config(config)
     if cfg.to_dict() == model.config.to_dict(): return model
@@ -208,7 +208,7 @@ def load(source,                         # a checkpoint file (ours, `EMRDM.save`
     what = "checkpoint" if isinstance(source, dict) else f"checkpoint {Path(source).name}"
     if ckpt.get("format") == "emrdm":
         model = _load_saved(ckpt, what, **model_kwargs)
-        return model if config is None else _refit(model, config, what, **model_kwargs)
+        return model if config is None else refit(model, config, what, **model_kwargs)
     if "emrdm_config" in ckpt: return _load_training(ckpt, what, config, ema, **model_kwargs)
     return _load_official(ckpt, what, config, ema=ema, **model_kwargs)
 

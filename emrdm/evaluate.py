@@ -90,7 +90,7 @@ def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol:
     dev = choose_device(device)
     out = None if out_dir is None else _output_folder(out_dir, dataset, overwrite)
     model = model.to(dev).eval()
-    protocol = protocol or protocol_of(model.config.data.dataset)
+    protocol = protocol or getattr(dataset, "protocol", None) or protocol_of(model.config.data.dataset)
     if lpips is None: lpips = LPIPS()
     log, order = MetricsLog(), []
     with warnings.catch_warnings():
@@ -135,7 +135,7 @@ def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", 
     dev = choose_device(device)
     out = _output_folder(out_dir, dataset, overwrite)
     model = model.to(dev).eval()
-    protocol = protocol or protocol_of(model.config.data.dataset)
+    protocol = protocol or getattr(dataset, "protocol", None) or protocol_of(model.config.data.dataset)
     lpips = LPIPS() if metrics else None
     log, order, taken = MetricsLog(), [], set()
     with warnings.catch_warnings():

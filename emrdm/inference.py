@@ -351,7 +351,7 @@ def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tup
     return n_valid
 
 # %% ../nbs/13_inference.ipynb #0c942314
-def remove_clouds(model: EMRDM,                        # the model, e.g. from `emrdm.train.load_model`
+def remove_clouds(model: EMRDM,                        # the model, e.g. from `emrdm.load`
                   cloudy: str | Path | Sequence,       # the cloudy GeoTIFF, or one per date for a temporal model
                   out,                                 # the output GeoTIFF; never one of the inputs
                   sar=None,                            # S1 VV, VH GeoTIFF on the same grid (SEN12MS-CR models)

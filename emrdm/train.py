@@ -18,7 +18,7 @@ from torch import nn
 
 from .data.registry import _dataset_name, make_dataset, protocol_of
 from .model import EMRDM, Config, load_config
-from .metrics import LPIPS, MetricsLog, image_metrics
+from .metrics import image_metrics
 
 # %% auto #0
 __all__ = ['EMA', 'stream_seed', 'EpochSampler', 'EpochItems', 'EMRDMTask', 'EMRDMData', 'initialise', 'run_checkpoint',
@@ -151,7 +151,13 @@ class EMRDMTask(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         self.ema.update(self.model.net)
 
-    def on_fit_start(self): self.ema.to(self.device)
+    def on_fit_start(self):
+        "The EMA copy on the live network's device; the metric protocol of the data actually read (`dataset=` may override the config's)."
+        self.ema.to(self.device)
+        dm = getattr(self.trainer, "datamodule", None)
+        if getattr(dm, "splits", None) is not None: self.protocol = dm.splits.protocol
+
+    def on_validation_start(self): self.ema.to(self.device)          # also for trainer.validate alone
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["emrdm_config"] = self.config.to_dict()
@@ -190,8 +196,10 @@ def validation_step(self: EMRDMTask, batch, batch_idx):
     g = torch.Generator().manual_seed(batch_idx)
     self.log("val_loss", self.model.loss(x0, mu, cond, generator=g).mean(), batch_size=x0.shape[0], sync_dist=True)
     if batch_idx >= self.val_batches: return
+    net = self.ema.module                                               # float32; a "-true" precision run samples a cast copy
+    if next(net.parameters()).dtype != mu.dtype: net = copy.deepcopy(net).to(mu.dtype)
     with torch.no_grad():
-        pred = self.model._sample(self.ema.module, mu, cond, None, None, torch.Generator().manual_seed(1000 + batch_idx), False, False)
+        pred = self.model._sample(net, mu, cond, None, None, torch.Generator().manual_seed(1000 + batch_idx), False, False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows = [image_metrics(x0[i], pred[i], self.protocol, self.metric_mode, self._lpips) for i in range(x0.shape[0])]

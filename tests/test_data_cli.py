@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from emrdm.data.check import open_dataset
+from emrdm.data import open_dataset
 from emrdm.data.cuhk import write_fake_cuhk
 from emrdm.data.folder import write_fake_folder
 from emrdm.data.sen12mscr import write_fake_sen12mscr

@@ -1,5 +1,6 @@
 """One contract for every registered dataset: the same battery runs over each class in `emrdm.data.DATASETS`, on the
 fake tree its own writer makes in the real layout. A new dataset passes it by registering itself and nothing else."""
+import inspect
 import math
 
 import matplotlib
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from emrdm.data import DATASETS, open_dataset  # noqa: E402
 from emrdm.data.check import check_dataset  # noqa: E402
-from emrdm.data.core import CloudRemovalDataset, DataError, Units, from_model_space, to_model_space  # noqa: E402
+from emrdm.data.core import CloudRemovalDataset, DataError, Units, read_array, to_model_space  # noqa: E402
 from emrdm.model import DataConfig  # noqa: E402
 
 NAMES = list(DATASETS)
@@ -85,16 +86,30 @@ def test_unknown_split_and_missing_root(name, fakes, tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_units_round_trip_to_file_values(name, fakes):
-    ds = opened(name, fakes)
-    u = ds.units
+def test_units_are_what_the_loader_uses(name, fakes):
+    "The class's `units` map one of the sample's files onto its target exactly: the loader and the writers agree."
+    cls = DATASETS[name]
+    where = fakes[name]
+    extra = {"scale": 1} if "scale" in inspect.signature(cls).parameters else {}       # CUHK-CR halves images by default
+    ds = open_dataset(name, where["root"], cls.test_split, where.get("nir_root"), **extra)   # no augmentation
+    u, s = ds.units, ds[0]
     assert isinstance(u, Units) and u.lo < u.hi
-    values = np.linspace(u.lo, u.hi, 11)
-    if np.issubdtype(np.dtype(u.dtype), np.integer): values = np.rint(values)
-    back = from_model_space(to_model_space(values, u.lo, u.hi, u.clip), u.lo, u.hi)
-    assert np.allclose(back, values, rtol=0, atol=1e-9 * u.hi)
-    assert math.isclose(to_model_space(np.array(u.lo), u.lo, u.hi, u.clip), -1) and \
-        math.isclose(to_model_space(np.array(u.hi), u.lo, u.hi, u.clip), 1)
+    target = s["target"].double().numpy()
+    matches = []
+    for f in ds.files(0):
+        raw = read_array(f).astype(np.float64)
+        k = min(raw.shape[0], target.shape[0])
+        if raw.shape[-2:] == target.shape[-2:] and k >= 3:
+            matches.append(np.allclose(to_model_space(raw[:k], u.lo, u.hi, u.clip), target[:k], atol=1e-5))
+    assert any(matches), f"no file of sample 0 maps onto its target with {u}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_nir_tree_only_where_there_is_one(name, fakes, tmp_path):
+    "Passing a NIR tree to a dataset that has none is an error, not ignored."
+    cls = DATASETS[name]
+    if "nir_root" in inspect.signature(cls).parameters: return
+    with pytest.raises(ValueError, match="has no NIR tree"): open_dataset(name, fakes[name]["root"], None, tmp_path)
 
 
 @pytest.mark.parametrize("name", NAMES)

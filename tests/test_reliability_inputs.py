@@ -160,3 +160,21 @@ def test_file_info_memory_is_bounded(tmp_path):
     assert (info["size"], info["min"], info["max"], info["nan"]) == ((6000, 6000), 0.0, 7.0, 0)
     whole = 6000 * 6000 * 8                                                    # one float64 copy: 288 MB
     assert peak < whole / 3, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_test_on_a_folder_needs_no_split_and_scores_by_its_protocol(tmp_path):
+    "`emrdm test --dataset folder` reads the folder's only split (`all`) and scores with the folder's metric protocol."
+    write_fake_folder(tmp_path / "F", n=2, bands=3, size=16, sar=False, mask=False)
+    rc, _, err = cli("test", "--config", "tiny-cuhk", *SETS, "--data", tmp_path / "F", "--dataset", "folder", "--steps", "1",
+                     "--quiet", "-o", tmp_path / "eval")
+    assert rc == 0, err
+    header = (tmp_path / "eval/metrics.csv").read_text().splitlines()[0]
+    assert "SAM" in header, header                                       # sen12mscr protocol (the folder's), not CUHK-CR's
+
+
+def test_build_l8cr_refuses_a_folder_in_use(tmp_path):
+    "The benchmark is not built over a folder that holds something, unless --overwrite."
+    (tmp_path / "L8").mkdir(); (tmp_path / "L8/notes.txt").write_text("mine")
+    rc, _, err = cli("data", "build-l8cr", tmp_path / "L8", "--archive", tmp_path / "missing.tar.gz")
+    one_error_line(rc, err, "exists: pass overwrite=True (--overwrite)")
+    assert (tmp_path / "L8/notes.txt").read_text() == "mine"

@@ -153,7 +153,7 @@ class CUHKCR2(CUHKCR):
 class L8CR(CUHKCR):
     "L8-CR, the demo benchmark: CUHK-CR's layout, RGB only, images already 256x256 (not resized)."
     name = "l8cr"
-    def __init__(self, root, nir_root=None, split: str = "train", **options):
+    def __init__(self, root, split: str = "train", **options):
         super().__init__(root, None, split, use_nir=False, scale=1, **options)
 
 # %% ../../nbs/10_data_cuhk.ipynb #9d7959cd

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import atomic_path
 from .clouds import simulate_clouds
 from .core import DataError, read_array
 
@@ -255,9 +256,9 @@ def build_l8cr(root, scene: dict | None = None, tile: int = 256, test_fraction: 
             mask = np.where(sim["cloud_mask"], 255, np.where(sim["shadow_mask"], 128, 0)).astype(np.uint8)
             for sub, arr in (("label", clear.transpose(1, 2, 0)), ("cloud", sim["cloudy"].transpose(1, 2, 0)), ("mask", mask)):
                 (root / split / sub).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(arr).save(root / split / sub / name)
+                with atomic_path(root / split / sub / name) as part: Image.fromarray(arr).save(part)
             manifest["tiles"].append({"name": name, "split": split, "row": y, "col": x, "kind": kind, "coverage": round(cov, 4),
                                       "cloud_fraction": round(float(sim["cloud_mask"].mean()), 4)})
     if not manifest["tiles"]: raise DataError(f"the scene ({H}x{W}) yields no complete {tile}x{tile} tiles")
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    with atomic_path(root / "manifest.json") as part: part.write_text(json.dumps(manifest, indent=1))   # last: a whole tree has one
     return root

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
+from ..core import atomic_path
 from .core import CloudRemovalDataset, DataError, S1_BANDS, S2_BANDS, Units, check_array, read_array
 
 # %% auto #0
@@ -108,7 +109,7 @@ class SEN12MSCR(CloudRemovalDataset):
         if path.is_file(): return json.loads(path.read_text())
         index = index_sen12mscr(self.root, self.split, self.leaky_split)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(index))
+        with atomic_path(path) as part: part.write_text(json.dumps(index))        # readers never see half an index
         return index
 
     def __len__(self): return len(self.s1)
