@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from fastcore.basics import patch
 
 from .data.registry import DATASETS
 from .samplers import SOLVERS
@@ -55,6 +56,12 @@ class NetworkConfig:
     mapping_dropout_rate: float
     tanh: bool = False
     temporal: TemporalConfig | None = None
+
+# %% ../nbs/08_config.ipynb #42a642c3
+@patch(as_prop=True)
+def multiple(self: NetworkConfig) -> int:
+    "What image height and width must be multiples of: the patch size times 2^(levels - 1) (the hourglass halves per level)."
+    return self.patch_size[0] * 2 ** (len(self.widths) - 1)
 
 # %% ../nbs/08_config.ipynb #d02fef20
 @dataclass

@@ -66,7 +66,7 @@ def _ramp(n: int, start: int, length: int, overlap: int) -> np.ndarray:
 class TiledDenoiser:
     "The model's denoiser applied to overlapping tiles of a large state, blended into one estimate."
     def __init__(self, model: EMRDM, tile: int = 256, overlap: int = 64, batch_size: int = 4, progress=None):
-        mult = model.config.network.patch_size[0] * 2 ** (len(model.config.network.widths) - 1)
+        mult = model.config.network.multiple
         if tile < 1 or tile % mult: raise ValueError(f"tile must be a positive multiple of {mult} for config '{model.config.name}', got {tile}")
         if not 0 <= overlap < tile: raise ValueError(f"overlap must be in [0, tile) = [0, {tile}), got {overlap}")
         if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -283,8 +283,9 @@ def _check_request(cfg, dates: list, sar, mask, keep_clear: bool, steps: int | N
     "Refuse a request that does not fit the configuration or whose options make no sense, before any file is opened."
     if not cfg.temporal and len(dates) != 1:
         raise DataError(f"config '{cfg.name}' is a single-date model: give one cloudy file, got {len(dates)}")
-    if sar is not None and cfg.data.dataset != "sen12mscr": raise DataError(f"config '{cfg.name}' takes no SAR input")
-    if cfg.data.dataset == "sen12mscr" and sar is None: raise DataError(f"config '{cfg.name}' needs the SAR (S1 VV, VH) GeoTIFF: pass sar=")
+    has_sar = _dataset(cfg).sar_units is not None                  # the dataset's class says whether its condition has SAR
+    if sar is not None and not has_sar: raise DataError(f"config '{cfg.name}' takes no SAR input")
+    if has_sar and sar is None: raise DataError(f"config '{cfg.name}' needs the SAR (S1 VV, VH) GeoTIFF: pass sar=")
     if keep_clear and mask is None:
         raise ValueError("keep_clear=True keeps observed values where a cloud mask is clear, but no mask was given: pass mask= "
                          "(on the command line: --keep-clear needs --mask MASK.tif)")

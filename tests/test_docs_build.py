@@ -96,7 +96,6 @@ SHOWN_METHODS = {                                                  # page: (modu
     "06_hdit.ipynb": ("emrdm.nn.hdit", ["HDiT.forward", "HDiT.set_checkpointing", "HDiT.noise_embedding"]),
     "07_temporal.ipynb": ("emrdm.nn.temporal", ["TemporalHDiT.forward"]),
     "10_data.ipynb": ("emrdm.data.core", ["CloudRemovalDataset.files", "CloudRemovalDataset.plot", "RandomCrop.set_epoch"]),
-    "10_data_folder.ipynb": ("emrdm.data.folder", ["GeoTiffFolder.profile"]),
     "10_data_check.ipynb": ("emrdm.data.check", ["CheckReport.table"]),
     "11_metrics.ipynb": ("emrdm.metrics", ["LPIPS.forward", "MetricsLog.add", "MetricsLog.summary", "MetricsLog.table",
                                            "MetricsLog.to_csv", "MetricsLog.summary_csv"]),

@@ -63,13 +63,10 @@ def size_multiple(config=None) -> int:
     net = load_config(config if config is not None else "cuhk").network
     return net.patch_size[0] * 2 ** (len(net.widths) - 1)
 
-
-_RELEASED_CONFIG = {"cuhk-cr1": "cuhk", "cuhk-cr2": "cuhkv2", "sen12mscr": "sen12mscr", "sen2mtc": "sen2mtc"}
-
 # %% ../../nbs/10_data_check.ipynb #208793cb
 def default_multiple(name: str) -> int:
     "The size multiple `data check` holds dataset `name` to: that of its released network (CUHK-CR's for the others)."
-    return size_multiple(_RELEASED_CONFIG.get(name))
+    return size_multiple(dataset_class(name).released_config)
 
 # %% ../../nbs/10_data_check.ipynb #7627e99a
 @dataclass

@@ -213,6 +213,8 @@ class CloudRemovalDataset(torch.utils.data.Dataset):
     cond_bands: tuple[str, ...] = ()
     file_kinds: tuple[str, ...] = ()              # what each entry of files(i) is, in order
     cloudy_kind: ClassVar[str] = "cloud"          # the file kind that is the (first) cloudy input
+    sar_units: ClassVar[Units | None] = None      # the SAR bands' units, for a dataset whose condition has SAR
+    released_config: ClassVar[str | None] = None  # the packaged config of the authors' network for this dataset
 
     def files(self, i: int) -> list[Path]:
         "The files sample `i` reads, one per entry of `file_kinds`."

@@ -43,6 +43,7 @@ def _pairs(label: dict, cloud: dict, what: str) -> None:
 # %% ../../nbs/10_data_cuhk.ipynb #409f7a25
 class CUHKCR(CloudRemovalDataset):
     "CUHK-CR1 or CUHK-CR2: `target` = clear (R, G, B[, NIR]), `mu` = `cond` = cloudy, 256x256 in [-1, 1]."
+    released_config = "cuhk"
     name, protocol, units = "cuhk-cr1", "cuhk", Units(0.0, 255.0, False, "uint8")   # 8-bit files, values not clipped
     def __init__(self, root, nir_root=None, split: str = "train", use_nir: bool = True, scale: float = 0.5,
                  clip: bool = False):
@@ -147,12 +148,12 @@ def write_fake(cls: CUHKCR, root, seed: int = 0) -> dict:
 # %% ../../nbs/10_data_cuhk.ipynb #daeb95a5
 class CUHKCR2(CUHKCR):
     "CUHK-CR2 (thick clouds): CUHK-CR1's layout, bands and units."
-    name = "cuhk-cr2"
+    name, released_config = "cuhk-cr2", "cuhkv2"
 
 # %% ../../nbs/10_data_cuhk.ipynb #36666a10
 class L8CR(CUHKCR):
     "L8-CR, the demo benchmark: CUHK-CR's layout, RGB only, images already 256x256 (not resized)."
-    name = "l8cr"
+    name, released_config = "l8cr", None                 # no released network: the CUHK-CR rule applies
     def __init__(self, root, split: str = "train", **options):
         super().__init__(root, None, split, use_nir=False, scale=1, **options)
 

@@ -87,13 +87,6 @@ def __getitem__(self: GeoTiffFolder, i: int) -> dict:
         out["mask"] = torch.from_numpy(check_array(read_array(self.root / "mask" / name), self.root / "mask" / name, bands=1, size=size)[0] != 0)
     return out
 
-# %% ../../nbs/10_data_folder.ipynb #72e07c7e
-@patch
-def profile(self: GeoTiffFolder, i: int) -> dict:
-    "The rasterio profile (CRS, transform, nodata, ...) of sample `i`'s cloudy file, for writing predictions."
-    import rasterio
-    with rasterio.open(self.root / "cloudy" / self.names[i]) as src: return dict(src.profile)
-
 # %% ../../nbs/10_data_folder.ipynb #20ce76f4
 def write_fake_folder(root, n: int = 3, bands: int = 4, size: int = 32, sar: bool = True, mask: bool = True,
                       clear: bool = True, seed: int = 0, dtype: str = "uint16", scale: float = 10000.0) -> Path:

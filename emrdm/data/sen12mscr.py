@@ -88,6 +88,7 @@ def s2_to_unit(s2: np.ndarray) -> np.ndarray: return (np.clip(s2, S2_UNITS.lo, S
 # %% ../../nbs/10_data_sen12mscr.ipynb #c6082fb9
 class SEN12MSCR(CloudRemovalDataset):
     "SEN12MS-CR: `target` clear S2 (13), `mu` cloudy S2 (13), `cond` S1 (2) + cloudy S2 (13), in [-1, 1]."
+    released_config = "sen12mscr"
     bands = S2_BANDS
     cond_bands = S1_BANDS + S2_BANDS
     file_kinds = ("S1", "S2", "S2 cloudy")

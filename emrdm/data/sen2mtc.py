@@ -26,6 +26,7 @@ def read_split_file(path) -> list[str]:
 # %% ../../nbs/10_data_sen2mtc.ipynb #94de4855
 class Sen2MTC(CloudRemovalDataset):
     "Sen2_MTC_New: `target` clear RGB, `mu` cloudy RGB dates `[T, 3, H, W]`, `cond` cloudy RGB+NIR dates."
+    released_config = "sen2mtc"
     def __init__(self, root, split: str = "train", use_nir: bool = True, condition: bool = True, frames: int = 3,
                  date: int | None = None, augment: bool | None = None, seed: int = 0):
         if split not in ("train", "val", "test"): raise ValueError(f"split must be train, val or test, got {split!r}")
