@@ -18,7 +18,7 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['RASTER_SUFFIXES', 'S2_BANDS', 'S1_BANDS', 'DataError', 'read_array', 'check_array', 'Units', 'to_model_space',
            'from_model_space', 'to_file_units', 'matlab_resize_weights', 'matlab_imresize', 'dihedral_params',
-           'dihedral', 'stretch_limits', 'stretch', 'plot_sample', 'CloudRemovalDataset', 'RandomCrop']
+           'dihedral', 'rgb_bands', 'stretch_limits', 'stretch', 'plot_sample', 'CloudRemovalDataset', 'RandomCrop']
 
 # %% ../../nbs/10_data.ipynb #9e7a319e
 class DataError(ValueError):
@@ -138,6 +138,11 @@ def dihedral(x: Tensor, flip: int, turns: int) -> Tensor:
 # %% ../../nbs/10_data.ipynb #a202a51a
 S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 S1_BANDS = ("VV", "VH")
+
+
+def rgb_bands(nir: bool) -> tuple[str, ...]:
+    "The bands of an RGB image, with NIR when `nir` (CUHK-CR and Sen2_MTC_New files)."
+    return ("R", "G", "B", "NIR") if nir else ("R", "G", "B")
 
 # %% ../../nbs/10_data.ipynb #3081603c
 def stretch_limits(img: np.ndarray, lo: float = 2, hi: float = 98) -> np.ndarray:

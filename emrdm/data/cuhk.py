@@ -13,7 +13,7 @@ import torch
 
 from fastcore.basics import patch
 
-from .core import CloudRemovalDataset, DataError, Units, check_array, matlab_imresize, read_array
+from .core import CloudRemovalDataset, DataError, Units, rgb_bands, check_array, matlab_imresize, read_array
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'CUHKCR', 'write_fake_cuhk', 'CUHKCR2', 'L8CR']
@@ -52,7 +52,7 @@ class CUHKCR(CloudRemovalDataset):
             warnings.warn("CUHK-CR has no validation split: reading the test split, as the authors do", stacklevel=2)
             split = "test"
         self.root, self.split, self.use_nir, self.scale, self.clip = Path(root), split, use_nir, scale, clip
-        self.bands = self.cond_bands = ("R", "G", "B", "NIR") if use_nir else ("R", "G", "B")
+        self.bands = self.cond_bands = rgb_bands(use_nir)
         self.file_kinds = ("label", "cloud", "NIR label", "NIR cloud") if use_nir else ("label", "cloud")
         base = self.root / split
         if not base.is_dir(): raise DataError(f"CUHK-CR layout: expected {base}/label and {base}/cloud")
@@ -135,7 +135,7 @@ def options(cls: CUHKCR, data) -> dict: return {"use_nir": bool(data.use_nir)}
 # %% ../../nbs/10_data_cuhk.ipynb #bbfa1d3d
 @patch(cls_method=True)
 def input_bands(cls: CUHKCR, data, out_channels: int) -> tuple[str, ...]:
-    return ("R", "G", "B", "NIR") if data.use_nir else ("R", "G", "B")
+    return rgb_bands(data.use_nir)
 
 # %% ../../nbs/10_data_cuhk.ipynb #31540e8e
 @patch(cls_method=True)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
-from .core import CloudRemovalDataset, DataError, Units, check_array, dihedral, dihedral_params, read_array
+from .core import CloudRemovalDataset, DataError, Units, rgb_bands, check_array, dihedral, dihedral_params, read_array
 
 # %% auto #0
 __all__ = ['read_split_file', 'Sen2MTC', 'write_fake_sen2mtc']
@@ -36,7 +36,7 @@ class Sen2MTC(CloudRemovalDataset):
         self.frames, self.date, self.seed, self.epoch = frames, date, seed, 0
         self.augment = split == "train" if augment is None else augment
         self.bands = ("R", "G", "B")
-        self.cond_bands = ("R", "G", "B", "NIR") if use_nir else ("R", "G", "B")
+        self.cond_bands = rgb_bands(use_nir)
         self.samples = []                                                             # (tile, stem)
         for tile in read_split_file(self.root / f"{split}.txt"):
             folder = self.root / "Sen2_MTC" / tile / "cloudless"
@@ -90,7 +90,7 @@ def options(cls: Sen2MTC, data) -> dict:
 # %% ../../nbs/10_data_sen2mtc.ipynb #ec9e20b6
 @patch(cls_method=True)
 def input_bands(cls: Sen2MTC, data, out_channels: int) -> tuple[str, ...]:
-    return ("R", "G", "B", "NIR") if data.use_nir else ("R", "G", "B")
+    return rgb_bands(data.use_nir)
 
 # %% ../../nbs/10_data_sen2mtc.ipynb #8d872433
 @patch(cls_method=True)
