@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CLOUD_REFLECTANCE', 'HAZE_RADIANCE', 'CIRRUS_BAND', 'fractal_noise', 'simulate_clouds']
+__all__ = ['CLOUD_REFLECTANCE', 'HAZE_RADIANCE', 'CIRRUS_BAND', 'CLOUD_RANGES', 'fractal_noise', 'simulate_clouds',
+           'random_cloud_params', 'jitter', 'random_clouds']
 
 # %% ../../nbs/10_data_clouds.ipynb #2cf307cd
 def fractal_noise(shape: tuple[int, int], beta: float = 2.5, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -46,9 +47,11 @@ def _guess_scale(img: np.ndarray) -> float:
     return 1.0 if top <= 1.5 else (255.0 if top <= 255 else 10000.0)
 
 # %% ../../nbs/10_data_clouds.ipynb #c2fb4b3d
-def _cloud_opacity(H: int, W: int, coverage: float, kind: str, thin_opacity: float, softness: float, beta: float, rng):
-    "(opacity, alpha) `[H, W]`: fractal density thresholded so that `coverage` of the pixels are cloud (opacity > 1/2), and its alpha."
+def _cloud_opacity(H: int, W: int, coverage: float, kind: str, thin_opacity: float, softness: float, beta: float, rng,
+                   texture: str = "fractal"):
+    "(opacity, alpha) `[H, W]`: a density thresholded so that `coverage` of the pixels are cloud (opacity > 1/2), and its alpha."
     density = fractal_noise((H, W), beta, rng)
+    if texture == "billow": density = np.abs(density)                       # puffy cells with creases between them
     if coverage <= 0: opacity = np.zeros((H, W))
     elif coverage >= 1: opacity = np.ones((H, W))
     else:
@@ -72,13 +75,23 @@ def _cast_shadow(rho, alpha, cloud_mask, sun_azimuth: float, distance: float, st
     mask = (shifted > 0.5 * alpha.max() if alpha.max() > 0 else shifted > 0) & ~cloud_mask
     return rho * (1 - strength * shifted), mask
 
+# %% ../../nbs/10_data_clouds.ipynb #011b3bce
+def _per_band(values, C: int, what: str) -> list[float]:
+    values = [float(v) for v in np.ravel(values)]
+    if len(values) != C: raise ValueError(f"{what} needs one value per band ({C}), got {len(values)}")
+    if not all(np.isfinite(values)) or min(values) < 0: raise ValueError(f"{what} must be finite and non-negative, got {values}")
+    return values
+
 # %% ../../nbs/10_data_clouds.ipynb #38a7f3c3
 def simulate_clouds(image, coverage: float = 0.3, kind: str = "thick", shadow: bool = True, haze: float = 0.0,
                     sun_azimuth: float = 135.0, shadow_distance: float | None = None, shadow_strength: float = 0.6,
                     thin_opacity: float = 0.55, softness: float = 1.0, beta: float = 3.6, scale: float | None = None,
-                    rgb_order: str = "RGB", seed: int | None = 0) -> dict:
+                    rgb_order: str = "RGB", seed: int | None = 0, texture: str = "fractal", cloud_color=None,
+                    haze_color=None) -> dict:
     """Clouds on a clear `image` `[C, H, W]` (numpy or torch; C = 3, 4 or 13). Returns `cloudy` (same type, dtype,
-    units), `cloud_mask` and `shadow_mask` `[H, W]` bool, and the cloud `opacity` `[H, W]` in [0, 1]."""
+    units), `cloud_mask` and `shadow_mask` `[H, W]` bool, and the cloud `opacity` `[H, W]` in [0, 1]. `texture` is
+    the density's generator ("fractal" or "billow"); `cloud_color` and `haze_color` (one reflectance per band) replace
+    `CLOUD_REFLECTANCE` and `HAZE_RADIANCE`."""
     is_torch = isinstance(image, torch.Tensor)
     img = image.detach().cpu().numpy() if is_torch else np.asarray(image)
     if img.ndim != 3: raise ValueError(f"image must be [C, H, W], got shape {img.shape}")
@@ -87,13 +100,14 @@ def simulate_clouds(image, coverage: float = 0.3, kind: str = "thick", shadow: b
     if kind not in ("thick", "thin", "mixed"): raise ValueError(f"kind must be thick, thin or mixed, got {kind!r}")
     if not 0 <= coverage <= 1: raise ValueError(f"coverage must be in [0, 1], got {coverage}")
     if rgb_order not in ("RGB", "BGR"): raise ValueError("rgb_order must be 'RGB' or 'BGR'")
+    if texture not in ("fractal", "billow"): raise ValueError(f"texture must be fractal or billow, got {texture!r}")
     rng = np.random.default_rng(seed)
     scale = float(scale or _guess_scale(img))
     rho = img.astype(np.float64) / scale
-    spec = np.array(CLOUD_REFLECTANCE[C])[:, None, None]
-    path = np.array(HAZE_RADIANCE[C])[:, None, None]
+    spec = np.array(CLOUD_REFLECTANCE[C] if cloud_color is None else _per_band(cloud_color, C, "cloud_color"))[:, None, None]
+    path = np.array(HAZE_RADIANCE[C] if haze_color is None else _per_band(haze_color, C, "haze_color"))[:, None, None]
     if rgb_order == "BGR" and C in (3, 4): spec[:3], path[:3] = spec[2::-1].copy(), path[2::-1].copy()
-    opacity, alpha = _cloud_opacity(H, W, coverage, kind, thin_opacity, softness, beta, rng)
+    opacity, alpha = _cloud_opacity(H, W, coverage, kind, thin_opacity, softness, beta, rng, texture)
     cloud_mask, shadow_mask = opacity > 0.5, np.zeros((H, W), bool)
     if shadow and coverage > 0:
         distance = shadow_distance if shadow_distance is not None else 0.08 * max(H, W)
@@ -110,3 +124,63 @@ def simulate_clouds(image, coverage: float = 0.3, kind: str = "thick", shadow: b
     out = out.astype(img.dtype)
     if is_torch: out = torch.from_numpy(out).to(image.device)
     return {"cloudy": out, "cloud_mask": cloud_mask, "shadow_mask": shadow_mask, "opacity": alpha}
+
+# %% ../../nbs/10_data_clouds.ipynb #d22c667c
+CLOUD_RANGES = dict(
+    coverage=(0.05, 0.8),                           # fraction of the tile under cloud (opacity > 1/2)
+    kind={"thick": 0.35, "thin": 0.25, "mixed": 0.4},
+    texture={"fractal": 0.6, "billow": 0.4},        # the density's generator
+    beta=(2.6, 4.4),                                # texture scale: larger is smoother, with larger clouds
+    softness=(0.3, 2.5),                            # edge width: small, sharp edges; large, wide thin edges round a core
+    thin_opacity=(0.25, 0.8),                       # peak opacity of thin cloud
+    brightness=(0.6, 1.0),                          # times the spectrum's cloud reflectance
+    tint=0.04,                                      # std of the relative per-band change of the cloud's colour
+    haze=(0.0, 0.5), haze_chance=0.7, haze_tint=0.3, # haze level, how often there is haze, log-std of its colour change
+    shadow_chance=0.75, shadow_distance=(0.02, 0.16), shadow_strength=(0.2, 0.85),   # offset as a fraction of the tile
+    gain=(0.85, 1.15), offset=(-0.06, 0.06),        # radiometric jitter of the whole tile (reflectance units)
+)
+
+# %% ../../nbs/10_data_clouds.ipynb #04414e78
+def _pick(rng: np.random.Generator, weights: dict) -> str:
+    names = list(weights)
+    p = np.array([weights[k] for k in names], float)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def random_cloud_params(rng: np.random.Generator, bands: int = 3, size: int = 256, ranges: dict | None = None) -> dict:
+    "Keyword arguments of `simulate_clouds` drawn from `ranges` (over `CLOUD_RANGES`), and the tile's jitter `gain`, `offset`."
+    r = {**CLOUD_RANGES, **(ranges or {})}
+    u = lambda k: float(rng.uniform(*r[k]))
+    spec, path = np.array(CLOUD_REFLECTANCE[bands]), np.array(HAZE_RADIANCE[bands])
+    p = dict(coverage=u("coverage"), kind=_pick(rng, r["kind"]), texture=_pick(rng, r["texture"]), beta=u("beta"),
+             softness=u("softness"), thin_opacity=u("thin_opacity"))
+    p["cloud_color"] = np.clip(spec * u("brightness") * (1 + r["tint"] * rng.standard_normal(bands)), 0.2, 1.0).tolist()
+    p["haze"] = u("haze") if rng.random() < r["haze_chance"] else 0.0
+    p["haze_color"] = (path * np.exp(r["haze_tint"] * rng.standard_normal(bands))).tolist()
+    p["shadow"] = bool(rng.random() < r["shadow_chance"])
+    p.update(sun_azimuth=float(rng.uniform(0, 360)), shadow_distance=u("shadow_distance") * size,
+             shadow_strength=u("shadow_strength"), gain=u("gain"), offset=u("offset"))
+    return p
+
+# %% ../../nbs/10_data_clouds.ipynb #8a96f253
+def jitter(image: np.ndarray, gain: float, offset: float, scale: float | None = None) -> np.ndarray:
+    "`image * gain + offset * scale` (offset in reflectance), rounded and clipped for integers; same dtype."
+    img = np.asarray(image)
+    scale = float(scale or _guess_scale(img))
+    out = img.astype(np.float64) * gain + offset * scale
+    if np.issubdtype(img.dtype, np.integer):
+        info = np.iinfo(img.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(img.dtype)
+
+
+def random_clouds(image, seed=None, ranges: dict | None = None, scale: float | None = None) -> dict:
+    """`simulate_clouds` with a setting drawn by `random_cloud_params` from `seed` (an int or a sequence of ints),
+    on the jittered `image`: `simulate_clouds`'s outputs, and `clear` (the jittered clear image) and `params`."""
+    img = np.asarray(image)
+    if img.ndim != 3: raise ValueError(f"image must be [C, H, W], got shape {img.shape}")
+    rng = np.random.default_rng(seed)
+    p = random_cloud_params(rng, img.shape[0], max(img.shape[1:]), ranges)
+    clear = jitter(img, p["gain"], p["offset"], scale)
+    kw = {k: v for k, v in p.items() if k not in ("gain", "offset")}
+    return {**simulate_clouds(clear, scale=scale, seed=int(rng.integers(2**31)), **kw), "clear": clear, "params": p}
