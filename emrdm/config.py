@@ -98,6 +98,7 @@ class DataConfig:
     condition: bool = True
     frames: int | None = None
     date: int | None = None
+    clouds: str | None = None                      # L8-CR datasets: "random", new training clouds every epoch
 
 # %% ../nbs/08_config.ipynb #02c6bc78
 @dataclass
@@ -215,6 +216,8 @@ def validate_config(cfg: Config) -> Config:
     if data.dataset is not None and data.dataset not in DATASETS:
         close = difflib.get_close_matches(data.dataset, DATASETS, n=1)
         raise ConfigError(f"unknown data.dataset '{data.dataset}'" + (f" (did you mean '{close[0]}'?)" if close else f"; known: {tuple(DATASETS)}"))
+    if data.clouds not in (None, "files", "random"):
+        raise ConfigError(f"data.clouds must be 'files', 'random' or null, got {data.clouds!r}")
     if cfg.temporal and data.frames is not None and data.frames < 1: raise ConfigError("data.frames must be >= 1")
     if not cfg.temporal and data.frames is not None:
         raise ConfigError("data.frames is set but the network has no temporal section: a single-date network takes one date")

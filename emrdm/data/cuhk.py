@@ -47,7 +47,7 @@ class CUHKCR(CloudRemovalDataset):
     name, protocol, units = "cuhk-cr1", "cuhk", Units(0.0, 255.0, False, "uint8")   # 8-bit files, values not clipped
     def __init__(self, root, nir_root=None, split: str = "train", use_nir: bool = True, scale: float = 0.5,
                  clip: bool = False):
-        if split not in ("train", "test", "val"): raise ValueError(f"split must be train, test or val, got {split!r}")
+        if split not in (*self.splits, "val"): raise ValueError(f"split must be {', '.join(self.splits)} or val, got {split!r}")
         if split == "val":
             warnings.warn("CUHK-CR has no validation split: reading the test split, as the authors do", stacklevel=2)
             split = "test"
@@ -154,8 +154,29 @@ class CUHKCR2(CUHKCR):
 class L8CR(CUHKCR):
     "L8-CR, the demo benchmark: CUHK-CR's layout, RGB only, images already 256x256 (not resized)."
     name, released_config = "l8cr", None                 # no released network: the CUHK-CR rule applies
-    def __init__(self, root, split: str = "train", **options):
+    splits = ("train", "test", "test-ood")
+    def __init__(self, root, split: str = "train", clouds: str = "files", seed: int = 0, **options):
+        if clouds not in ("files", "random"): raise ValueError(f"clouds must be 'files' or 'random', got {clouds!r}")
         super().__init__(root, None, split, use_nir=False, scale=1, **options)
+        self.clouds, self.seed, self.epoch = clouds, seed, 0
+
+    def set_epoch(self, epoch: int):
+        "New random clouds for a new epoch (a function of seed, epoch and sample index)."
+        self.epoch = epoch
+
+# %% ../../nbs/10_data_cuhk.ipynb #b54a5a70
+def _uint8(a: np.ndarray) -> np.ndarray: return a if a.dtype == np.uint8 else np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+@patch
+def __getitem__(self: L8CR, i: int) -> dict:
+    if self.clouds == "files" or self.split != "train": return CUHKCR.__getitem__(self, i)
+    from emrdm.data.clouds import random_clouds
+    s = self.names[i]
+    sim = random_clouds(_uint8(self._read(self.label[s], None)), seed=[self.seed, self.epoch, i])
+    to_model = lambda a: torch.from_numpy((a / 255 * 2 - 1).astype(np.float32))
+    mu = to_model(sim["cloudy"])
+    return {"target": to_model(sim["clear"]), "mu": mu, "cond": mu.clone(), "path": self.label[s].name}
 
 # %% ../../nbs/10_data_cuhk.ipynb #9d7959cd
 @patch(cls_method=True)
@@ -163,7 +184,7 @@ def channels(cls: L8CR, data) -> tuple[int, int]: return 3, 3 if data.condition 
 
 # %% ../../nbs/10_data_cuhk.ipynb #7b8bb566
 @patch(cls_method=True)
-def options(cls: L8CR, data) -> dict: return {}
+def options(cls: L8CR, data) -> dict: return {"clouds": getattr(data, "clouds", None) or "files"}
 
 # %% ../../nbs/10_data_cuhk.ipynb #f38a3511
 @patch(cls_method=True)
@@ -172,6 +193,8 @@ def input_bands(cls: L8CR, data, out_channels: int) -> tuple[str, ...]: return (
 # %% ../../nbs/10_data_cuhk.ipynb #29bc8ff4
 @patch(cls_method=True)
 def write_fake(cls: L8CR, root, seed: int = 0) -> dict:
-    "A fake L8-CR tree: CUHK-CR's layout, RGB, 64x64."
+    "A fake L8-CR tree: CUHK-CR's layout, RGB, 64x64; test-ood holds the test images."
+    import shutil
     write_fake_cuhk(root, None, seed=seed)
+    shutil.copytree(Path(root) / "test", Path(root) / "test-ood", dirs_exist_ok=True)
     return {"root": Path(root)}

