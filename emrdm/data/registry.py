@@ -10,6 +10,7 @@ import inspect
 
 from .core import CloudRemovalDataset
 from .cuhk import CUHKCR, CUHKCR2, L8CR
+from .l8crmt import L8CRMT
 from .folder import GeoTiffFolder
 from .sen12mscr import SEN12MSCR
 from .sen2mtc import Sen2MTC
@@ -18,7 +19,7 @@ from .sen2mtc import Sen2MTC
 __all__ = ['DATASETS', 'dataset_class', 'open_dataset', 'make_dataset', 'protocol_of']
 
 # %% ../../nbs/10_data_registry.ipynb #f6ba19f0
-DATASETS: dict[str, type[CloudRemovalDataset]] = {cls.name: cls for cls in (CUHKCR, CUHKCR2, L8CR, SEN12MSCR, Sen2MTC, GeoTiffFolder)}
+DATASETS: dict[str, type[CloudRemovalDataset]] = {cls.name: cls for cls in (CUHKCR, CUHKCR2, L8CR, L8CRMT, SEN12MSCR, Sen2MTC, GeoTiffFolder)}
 
 # %% ../../nbs/10_data_registry.ipynb #487b1747
 def dataset_class(name: str) -> type[CloudRemovalDataset]:
