@@ -12,7 +12,7 @@ export OMP_NUM_THREADS ?= 2
 .PHONY: help install test nbtest pytest export clean readme check docs package demo paper paper-eval tables
 
 help:
-	@echo "make demo     install, then EMRDM end to end on real Landsat-8 imagery on this CPU (about 10 minutes on 2 cores)"
+	@echo "make demo     install, then EMRDM end to end on real Landsat-8 imagery, one date and three, on this CPU (about 20 minutes on 2 cores)"
 	@echo "make test     install into $(VENV) if needed, then run the notebook tests and pytest"
 	@echo "make paper DATA=/data                 train and evaluate every row of the paper with papermill (GPU)"
 	@echo "make paper-eval DATA=/data CKPTS=dir  evaluate the authors' released checkpoints (no training)"
@@ -65,12 +65,12 @@ package:
 	bash .ci/package-check
 
 # ---- demo and paper reproduction ------------------------------------------------------------------------------
-# DEMO_STEPS=N trains N steps instead of DEMO_MINUTES (CI's smoke run); DEMO_CACHE is where the scene is kept.
-DEMO_MINUTES ?= 8
+# DEMO_STEPS=N trains each model N steps (CI's smoke run: 30); DEMO_MINUTES=M trains each for M minutes instead;
+# DEMO_CACHE is where the scene is kept.
 DEMO_OUT ?= demo
 demo: install
-	$(PY) tools/demo.py --out $(DEMO_OUT) --minutes $(DEMO_MINUTES) $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) \
-	  $(if $(DEMO_CACHE),--cache $(DEMO_CACHE)) $(if $(DEMO_ARCHIVE),--archive $(DEMO_ARCHIVE))
+	$(PY) tools/demo.py --out $(DEMO_OUT) $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) $(if $(DEMO_MINUTES),--minutes $(DEMO_MINUTES)) \
+	  $(if $(DEMO_SAMPLES),--samples $(DEMO_SAMPLES)) $(if $(DEMO_CACHE),--cache $(DEMO_CACHE)) $(if $(DEMO_ARCHIVE),--archive $(DEMO_ARCHIVE))
 
 PM := $(BIN)/papermill --kernel python3 --log-output --cwd .
 PAPER_TRAIN := cuhk cuhkv2 sen12mscr sen2mtc $(patsubst configs/paper/%.yaml,%,$(wildcard configs/paper/ablation-*.yaml))
