@@ -127,10 +127,10 @@ def simulate_clouds(image, coverage: float = 0.3, kind: str = "thick", shadow: b
 
 # %% ../../nbs/10_data_clouds.ipynb #d22c667c
 CLOUD_RANGES = dict(
-    coverage=(0.05, 0.8),                           # fraction of the tile under cloud (opacity > 1/2)
+    coverage=(0.05, 0.65),                          # fraction of the tile under cloud (opacity > 1/2)
     kind={"thick": 0.35, "thin": 0.25, "mixed": 0.4},
     texture={"fractal": 0.6, "billow": 0.4},        # the density's generator
-    beta=(2.6, 4.4),                                # texture scale: larger is smoother, with larger clouds
+    beta=(3.0, 4.4),                                # texture scale: larger is smoother, with larger clouds
     softness=(0.3, 2.5),                            # edge width: small, sharp edges; large, wide thin edges round a core
     thin_opacity=(0.25, 0.8),                       # peak opacity of thin cloud
     brightness=(0.6, 1.0),                          # times the spectrum's cloud reflectance
