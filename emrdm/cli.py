@@ -270,7 +270,7 @@ def _cmd_remove_clouds(args) -> int:
     out = remove_clouds(model, [args.scene, *args.dates] if args.dates else args.scene, args.out, sar=args.sar, mask=args.mask,
                         bands=bands, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                         max_pixels=args.max_pixels, value_range=args.value_range, keep_clear=args.keep_clear,
-                        out_dtype="float32" if args.float32 else None, steps=args.steps, seed=args.seed, device=args.device,
+                        out_dtype="float32" if args.float32 else None, steps=args.steps, seed=args.seed, samples=args.samples, device=args.device,
                         progress=not args.quiet, overwrite=args.overwrite, max_work=args.max_work)
     print(f"written {out}")
     return 0
@@ -304,6 +304,8 @@ emrdm remove-clouds big.tif --checkpoint model.ckpt -o clear.tif --max-work 0   
     rc.add_argument("--keep-clear", action="store_true", help="keep the observed values where --mask is clear (needs --mask)")
     rc.add_argument("--float32", action="store_true", help="write float32 rather than the input's dtype")
     rc.add_argument("--steps", type=_count(), default=None, help="sampler steps (default: the config's sampler.steps)")
+    rc.add_argument("--samples", type=_count(), default=1, help="write the mean of this many samples: smoother, with less "
+                    "grain, and that many times the work")
 
 # %% ../nbs/14_cli.ipynb #c12c628e
 def _cmd_data_check(args) -> int:

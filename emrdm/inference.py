@@ -23,7 +23,8 @@ from .model import EMRDM
 from .samplers import residual_sample
 
 # %% auto #0
-__all__ = ['input_bands', 'tile_starts', 'TiledDenoiser', 'tile_steps', 'check_units', 'off_nodata', 'remove_clouds']
+__all__ = ['SAMPLE_SEED_STRIDE', 'input_bands', 'tile_starts', 'TiledDenoiser', 'tile_steps', 'check_units', 'off_nodata',
+           'remove_clouds']
 
 # %% ../nbs/13_inference.ipynb #2a690695
 def _dataset(cfg) -> type[CloudRemovalDataset]:
@@ -319,21 +320,27 @@ def _read_block(scene: _Scene, win) -> tuple[np.ndarray, np.ndarray]:
     return raw, valid
 
 # %% ../nbs/13_inference.ipynb #eb8fc89e
+SAMPLE_SEED_STRIDE = 1_000_003     # sample k of a `samples` mean starts from the scene noise of seed + k * this
+
+
 def _sample_block(model: EMRDM, den: TiledDenoiser, scene: _Scene, raw: np.ndarray, valid: np.ndarray, win,
-                  sigmas, seed: int, generator, sampler_options: dict) -> np.ndarray:
-    "The physical-units prediction `[C, h, w]` of the block read through `win`; its initial noise is the scene's (`_cell_noise`)."
+                  sigmas, seed: int, generator, sampler_options: dict, samples: int = 1) -> np.ndarray:
+    """The physical-units prediction `[C, h, w]` of the block read through `win`; its initial noise is the scene's
+    (`_cell_noise`). With `samples` > 1, the mean of that many samples (in model space), each from its own scene noise."""
     fill = np.where(np.isfinite(raw) & valid, raw, scene.lo)
     cloudy = torch.from_numpy(to_model_space(fill, scene.lo, scene.hi, scene.clip)).float()            # [T, C, h, w]
     mu, cond = _model_inputs(model.config, cloudy, scene.srcs, scene.n_dates, scene.has_sar, win)
-    noise = _cell_noise(tuple(mu.shape[:-2]), win.row_off, win.col_off, win.height, win.width, seed)
-    dev = sigmas.device
-    pred = residual_sample(den, mu[None].to(dev), sigmas, model.schedule, None if cond is None else cond[None].to(dev),
-                           noise=noise[None].to(dev), generator=generator, **_model.sampler_kwargs(model.config.sampler, **sampler_options))
-    return from_model_space(pred[0].double().cpu().numpy(), scene.lo, scene.hi)
+    dev, total = sigmas.device, 0.0
+    for k in range(samples):
+        noise = _cell_noise(tuple(mu.shape[:-2]), win.row_off, win.col_off, win.height, win.width, seed + k * SAMPLE_SEED_STRIDE)
+        pred = residual_sample(den, mu[None].to(dev), sigmas, model.schedule, None if cond is None else cond[None].to(dev),
+                               noise=noise[None].to(dev), generator=generator, **_model.sampler_kwargs(model.config.sampler, **sampler_options))
+        total = total + pred[0].double().cpu()
+    return from_model_space((total / samples).numpy(), scene.lo, scene.hi)
 
 # %% ../nbs/13_inference.ipynb #b1e30015
 def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tuple, window: tuple, sigmas, seed: int,
-                 sampler_options: dict) -> int:
+                 sampler_options: dict, samples: int = 1) -> int:
     "Sample block `core` (read through `window`, see `_blocks`) and write its core to `dst`; the count of valid pixels written."
     from rasterio.windows import Window
     (cy, cx, ch, cw), (y0, x0, y1, x1) = core, window
@@ -341,11 +348,11 @@ def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tup
     raw, valid = _read_block(scene, win)
     n_valid, C = int(valid[ry:ry + ch, rx:rx + cw].sum()), model.config.network.out_channels
     if n_valid == 0:                                                        # nothing to sample: nodata, as it came
-        if den.progress is not None: den.progress.update(tile_steps([(core, window)], den.tile, den.overlap, len(sigmas) - 1)[1])
+        if den.progress is not None: den.progress.update(tile_steps([(core, window)], den.tile, den.overlap, (len(sigmas) - 1) * samples)[1])
         dst.write(np.full((C, ch, cw), scene.nodata, dtype=scene.dtype), window=Window(cx, cy, cw, ch))
         return 0
     gen = torch.Generator().manual_seed(seed + 7919 * (cy * scene.srcs[0].width + cx))             # the churn noise
-    phys = _sample_block(model, den, scene, raw, valid, win, sigmas, seed, gen, sampler_options)
+    phys = _sample_block(model, den, scene, raw, valid, win, sigmas, seed, gen, sampler_options, samples)
     clear = _read(scene.srcs[-1], 1, window=win) == 0 if scene.keep_clear else None
     values = _file_values(phys, scene.dtype, valid, scene.nodata, clear, raw[0, :C])
     dst.write(values[:, ry:ry + ch, rx:rx + cw], window=Window(cx, cy, cw, ch))
@@ -367,6 +374,7 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
                   out_dtype: str | None = None,        # dtype of the output; None: the input's
                   steps: int | None = None,            # sampler steps, at least 1; None: the config's
                   seed: int = 0,                       # seed of the noise, which is fixed by scene position
+                  samples: int = 1,                    # write the mean of this many samples (smoother, `samples` times the work)
                   device="auto",                       # auto, cpu, cuda, cuda:N or mps
                   progress: bool = True,               # show a progress bar of tiles x steps
                   overwrite: bool = False,             # replace an existing `out`
@@ -377,6 +385,7 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
     import rasterio
     cfg, dates = model.config, [cloudy] if isinstance(cloudy, (str, Path)) else list(cloudy)
     _check_request(cfg, dates, sar, mask, keep_clear, steps)
+    if not (isinstance(samples, int) and samples >= 1): raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
     den, dev = TiledDenoiser(model, tile, overlap, batch_size), choose_device(device)
     inputs = dates + [p for p in (sar, mask) if p is not None]
     out = check_output(out, inputs, overwrite)
@@ -385,8 +394,8 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
     try:
         ref = srcs[0]
         blocks, sigmas = _blocks(ref.height, ref.width, tile, overlap, max_pixels), model.sigmas(steps, dev, torch.float32)
-        tiles, work = tile_steps(blocks, tile, overlap, len(sigmas) - 1)
-        _check_work(ref.name, ref.height, ref.width, tiles, len(sigmas) - 1, max_work)
+        tiles, work = tile_steps(blocks, tile, overlap, (len(sigmas) - 1) * samples)
+        _check_work(ref.name, ref.height, ref.width, tiles, (len(sigmas) - 1) * samples, max_work)
         idx = _check_inputs(cfg, srcs, len(dates), sar is not None, bands, lo, hi, value_range is not None)
         dtype = out_dtype or ref.dtypes[0]
         scene = _Scene(srcs, idx, len(dates), sar is not None, keep_clear, lo, hi, clip, dtype, _output_nodata(ref.nodata, dtype))
@@ -396,7 +405,7 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
         with den.progress, atomic_path(out) as part, \
              rasterio.open(part, "w", **_output_profile(ref, cfg.network.out_channels, dtype, scene.nodata)) as dst:
             for i, d in _descriptions(ref, idx[0], cfg.network.out_channels): dst.set_band_description(i, d)
-            n_valid = sum(_write_block(dst, model, den, scene, core, window, sigmas, seed, sampler_options) for core, window in blocks)
+            n_valid = sum(_write_block(dst, model, den, scene, core, window, sigmas, seed, sampler_options, samples) for core, window in blocks)
             if n_valid == 0:
                 what = "NaN or infinite" if ref.nodata is None else f"nodata ({ref.nodata:g}), NaN or infinite"
                 raise DataError(f"{ref.name}: no valid pixel, every pixel is {what}: there is nothing to remove clouds from")

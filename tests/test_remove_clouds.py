@@ -42,3 +42,22 @@ def test_remove_clouds_refuses_other_units(tmp_path):
     out = subprocess.run(cmd + ["--value-range", "0", "10000"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     with rasterio.open(tmp_path / "clear.tif") as a: assert a.dtypes[0] == "uint16" and a.read().max() > 255
+
+
+def test_remove_clouds_samples_writes_the_mean_of_single_samples(tmp_path):
+    "samples=2 is the mean of the two single-sample runs from seeds 0 and SAMPLE_SEED_STRIDE (float32 output, no rounding)."
+    import torch
+    from emrdm.inference import SAMPLE_SEED_STRIDE, remove_clouds
+    from emrdm.model import EMRDM, load_config
+    torch.manual_seed(0)
+    model = EMRDM(load_config("tiny-l8cr")).eval()
+    write(tmp_path / "scene.tif", np.random.default_rng(3).integers(1, 255, (3, 96, 80)), "uint8")
+    run = lambda name, **kw: remove_clouds(model, tmp_path / "scene.tif", tmp_path / name, tile=64, overlap=16, steps=2,
+                                           out_dtype="float32", progress=False, **kw)
+    with rasterio.open(run("mean.tif", samples=2)) as m, rasterio.open(run("a.tif", seed=0)) as a, \
+         rasterio.open(run("b.tif", seed=SAMPLE_SEED_STRIDE)) as b:
+        mean, one, two = m.read(), a.read(), b.read()
+    assert np.abs(one - two).max() > 1                                          # two different samples
+    assert np.allclose(mean, (one + two) / 2, atol=1e-3)
+    import pytest
+    with pytest.raises(ValueError, match="samples must be"): run("x.tif", samples=0)
