@@ -26,7 +26,7 @@ import torch
 
 # Steps of each model, chosen on a 2-core CPU so that the whole demo takes about 20 minutes after the install; the
 # multi-temporal model starts from the mono model's weights, so fewer of its (three times dearer) steps are needed.
-MONO_STEPS, MULTI_STEPS = 1000, 400
+MONO_STEPS, MULTI_STEPS = 800, 350
 METRICS = ("PSNR", "SSIM", "RMSE")
 
 
@@ -293,11 +293,14 @@ def whole_area_mono(model, args, folder: Path, scene: dict, manifest: dict) -> d
     from emrdm.core import atomic_path
     from emrdm.data.evalclouds import eval_clouds
     from emrdm.inference import remove_clouds
-    print("    a whole held-out area under out-of-family clouds through remove_clouds (georeferenced GeoTIFF)")
+    print(f"    a whole held-out area under out-of-family clouds through remove_clouds (georeferenced GeoTIFF); the command line:\n"
+          f"    emrdm remove-clouds {folder / 'heldout_cloudy.tif'} --checkpoint {folder / 'checkpoints/last.ckpt'} "
+          f"--samples {args.samples} -o {folder / 'heldout_emrdm.tif'} --overwrite")
     img, prof = heldout_area(manifest, scene)
     cloudy = eval_clouds(img, coverage=0.35, seed=[args.seed, 99])["cloudy"]
     write_rgb(folder / "heldout_cloudy.tif", cloudy, prof); write_rgb(folder / "heldout_clear_truth.tif", img, prof)
-    remove_clouds(model, folder / "heldout_cloudy.tif", folder / "heldout_emrdm.tif", tile=256, overlap=64, progress=True, overwrite=True)
+    remove_clouds(model, folder / "heldout_cloudy.tif", folder / "heldout_emrdm.tif", tile=256, overlap=64, samples=args.samples,
+                  progress=True, overwrite=True)
     with rasterio.open(folder / "heldout_emrdm.tif") as src: pred = src.read()
     sc = area_scores(img, {"cloudy input": cloudy, "EMRDM": pred})
     with atomic_path(folder / "heldout.png") as part:
@@ -389,13 +392,15 @@ def whole_area_multi(model, args, folder: Path, scene: dict, manifest: dict) -> 
     from emrdm.core import atomic_path
     from emrdm.data.l8crmt import simulate_dates
     from emrdm.inference import remove_clouds
-    print("    the whole held-out area as three cloudy dates (out-of-family clouds) through remove_clouds")
+    print(f"    the whole held-out area as three cloudy dates (out-of-family clouds) through remove_clouds; the command line:\n"
+          f"    emrdm remove-clouds {folder / 'heldout_date0.tif'} --dates {folder / 'heldout_date1.tif'} {folder / 'heldout_date2.tif'} "
+          f"--checkpoint {folder / 'checkpoints/last.ckpt'} --samples {args.samples} -o {folder / 'heldout_emrdm.tif'} --overwrite")
     img, prof = heldout_area(manifest, scene)
     dates = simulate_dates(img, seed=[args.seed, 98], family="eval", ood_coverage=(0.3, 0.5))
     files = [folder / f"heldout_date{t}.tif" for t in range(3)]
     for f, d in zip(files, dates): write_rgb(f, d["cloudy"], prof)
     write_rgb(folder / "heldout_clear_truth.tif", img, prof)
-    remove_clouds(model, files, folder / "heldout_emrdm.tif", tile=256, overlap=64, progress=True, overwrite=True)
+    remove_clouds(model, files, folder / "heldout_emrdm.tif", tile=256, overlap=64, samples=args.samples, progress=True, overwrite=True)
     with rasterio.open(folder / "heldout_emrdm.tif") as src: pred = src.read()
     stack = torch.from_numpy(np.stack([d["cloudy"] for d in dates]).astype(np.float64))
     sc = area_scores(img, {"cloudy date 0": dates[0]["cloudy"], "darkest-date composite": darkest_date(stack).numpy(), "EMRDM-MT": pred})
