@@ -367,7 +367,7 @@ emrdm data build-l8cr data/L8-CR-MT --dates 3                          # the mul
     l8.add_argument("--overwrite", action="store_true", help="build into a folder that is not empty (its tiles are replaced)")
     l8.add_argument("--seed", type=int, default=0, help="seed of the simulated clouds and the split")
     l8.add_argument("--dates", type=_count(), default=None, help="build L8-CR-MT instead: this many cloudy dates per tile, "
-                    "simulated from the one real acquisition")
+                    "simulated from the one real acquisition (default: L8-CR, one date)")
 
 # %% ../nbs/14_cli.ipynb #ec450b7d
 def build_parser() -> argparse.ArgumentParser:

@@ -379,8 +379,8 @@ def draw_attention(example, root: Path, path: Path):
         im = ax[2, t].imshow(attn[t].numpy() - 1 / 3, cmap="RdBu_r", vmin=-spread, vmax=spread, interpolation="nearest")
         ax[2, t].set_title(f"attention on date {t} (mean of heads)", fontsize=8); ax[2, t].axis("off")
     show(ax[0, 3], pred, "EMRDM-MT"); show(ax[1, 3], s["target"], "clear (truth)")
-    ax[2, 3].axis("off"); fig.colorbar(im, ax=ax[2, 3], fraction=0.5, label="weight - 1/3 (red: trusted more than an equal share)")
-    fig.suptitle(f"Held-out tile {s['path']} ({split}): the temporal attention at the last sampling step, at the network's "
+    ax[2, 3].axis("off"); fig.colorbar(im, ax=ax[2, 3], fraction=0.5, label="weight - 1/3")
+    fig.suptitle(f"Held-out tile {s['path']} ({split}): temporal attention minus an equal share (red: trusted more), last sampling step, network's "
                  f"lowest level ({attn.shape[-1]}x{attn.shape[-2]} for 256x256)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
