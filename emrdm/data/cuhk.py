@@ -13,7 +13,7 @@ import torch
 
 from fastcore.basics import patch
 
-from .core import CloudRemovalDataset, DataError, Units, rgb_bands, check_array, matlab_imresize, read_array
+from .core import CloudRemovalDataset, DataError, Units, rgb_bands, check_array, matlab_imresize, read_array, to_model_space
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'CUHKCR', 'write_fake_cuhk', 'CUHKCR2', 'L8CR']
@@ -174,7 +174,7 @@ def __getitem__(self: L8CR, i: int) -> dict:
     from emrdm.data.clouds import random_clouds
     s = self.names[i]
     sim = random_clouds(_uint8(self._read(self.label[s], None)), seed=[self.seed, self.epoch, i])
-    to_model = lambda a: torch.from_numpy((a / 255 * 2 - 1).astype(np.float32))
+    to_model = lambda a: torch.from_numpy(to_model_space(a, *self.units[:3]).astype(np.float32))
     mu = to_model(sim["cloudy"])
     return {"target": to_model(sim["clear"]), "mu": mu, "cond": mu.clone(), "path": self.label[s].name}
 

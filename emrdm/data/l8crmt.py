@@ -14,7 +14,7 @@ from fastcore.basics import patch
 
 from ..core import atomic_path
 from .clouds import CLOUD_RANGES, jitter, random_clouds
-from .core import CloudRemovalDataset, DataError, Units, check_array, read_array
+from .core import CloudRemovalDataset, DataError, Units, check_array, read_array, to_model_space
 from .evalclouds import eval_clouds
 from .samples import STORED, cloud_mask_png, fetch_landsat_scene, scene_image, scene_manifest, scene_tiles, write_pngs
 
@@ -116,7 +116,7 @@ def __getitem__(self: L8CRMT, i: int) -> dict:
         cloudy = np.stack([drawn[t]["cloudy"] for t in picked])
     else:
         cloudy = np.stack([_u8(check_array(read_array(date_files[t]), date_files[t], bands=3, size=clear.shape[-2:])) for t in picked])
-    to_model = lambda a: torch.from_numpy((a / 255 * 2 - 1).astype(np.float32))
+    to_model = lambda a: torch.from_numpy(to_model_space(a, *self.units[:3]).astype(np.float32))
     mu = to_model(cloudy)
     if self.date is not None: mu = mu[0]
     out = {"target": to_model(clear), "mu": mu, "path": self.names[i]}
