@@ -67,15 +67,49 @@ def window_start(i: Tensor, length: int, kernel_size: int) -> Tensor:
     return (i - kernel_size // 2).clamp(0, length - kernel_size)
 
 # %% ../../nbs/05_attention.ipynb #3714a623
-def _axis_tiles(length: int, kernel_size: int, tile: int, device):
-    "Key positions `[n_tiles, R]` of each tile's region and the mask `[n_tiles, tile, R]` of each query's window."
-    n_tiles, region = -(-length // tile), min(tile + kernel_size - 1, length)
-    queries = torch.arange(n_tiles * tile, device=device).clamp(max=length - 1).view(n_tiles, tile)
-    first = (torch.arange(n_tiles, device=device) * tile - kernel_size // 2).clamp(0, length - region)
+def _axis_tiles(length: int, kernel_size: int, tile: int, device) -> tuple[bool, Tensor, Tensor]:
+    "Whether the regions are uniform, key positions `[n_tiles, R]` of each tile's region, mask `[n_tiles, tile, R]` of each query's window."
+    n_tiles, half = -(-length // tile), kernel_size // 2
+    uniform = (n_tiles - 1) * tile - half <= length - kernel_size
+    region = tile + kernel_size - 1 if uniform else min(tile + kernel_size - 1, length)
+    first = torch.arange(n_tiles, device=device) * tile - half
+    if not uniform: first = first.clamp(0, length - region)
     keys = first[:, None] + torch.arange(region, device=device)                         # [n_tiles, R]
+    queries = torch.arange(n_tiles * tile, device=device).clamp(max=length - 1).view(n_tiles, tile)
     start = window_start(queries, length, kernel_size)                                  # [n_tiles, tile]
     mask = (keys[:, None, :] >= start[..., None]) & (keys[:, None, :] < start[..., None] + kernel_size)
-    return keys, mask
+    return uniform, keys, mask
+
+# %% ../../nbs/05_attention.ipynb #e44c8bf7
+_MASKS: dict = {}
+
+def _window_mask(H: int, W: int, kernel_size: int, th: int, tw: int, dtype, device) -> Tensor:
+    "The additive mask `[tiles, th*tw, Ry*Rx]` (0 in a query's window, -inf outside), built once per shape."
+    key = (H, W, kernel_size, th, tw, dtype, str(device))
+    if key not in _MASKS:
+        if len(_MASKS) >= 16: _MASKS.clear()
+        _, _, my = _axis_tiles(H, kernel_size, th, device)
+        _, _, mx = _axis_tiles(W, kernel_size, tw, device)
+        inside = (my[:, None, :, None, :, None] & mx[None, :, None, :, None, :])
+        inside = inside.reshape(my.shape[0] * mx.shape[0], th * tw, my.shape[2] * mx.shape[2])
+        _MASKS[key] = torch.zeros(inside.shape, dtype=dtype, device=device).masked_fill_(~inside, float("-inf"))
+    return _MASKS[key]
+
+def _regions(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
+    "Each tile's key region: `[B, H, W, ...]` -> `[B, nty, Ry, ntx, Rx, ...]`, a view of the padded keys where uniform."
+    H, W, half = t.shape[1], t.shape[2], kernel_size // 2
+    (uy, ky, _), (ux, kx, _) = _axis_tiles(H, kernel_size, th, t.device), _axis_tiles(W, kernel_size, tw, t.device)
+    # pad the uniform axes first, in one call on the small tensor (padding after an unfold would fill the big one)
+    pad = [half, kx.shape[0] * tw + kernel_size - 1 - half - W] if ux else [0, 0]
+    pad += [half, ky.shape[0] * th + kernel_size - 1 - half - H] if uy else [0, 0]
+    if uy or ux: t = F.pad(t, [0, 0] * (t.ndim - 3) + pad)
+    for dim, uniform, keys, tile in ((1, uy, ky, th), (3, ux, kx, tw)):   # rows, then columns (now at 3)
+        n_tiles, region = keys.shape
+        if uniform: t = t.unfold(dim, region, tile).movedim(-1, dim + 1)
+        # index_select, not t[:, keys]: its backward is index_add_ over whole slices; the element-wise scatter
+        # behind advanced indexing was 8x slower on CPU
+        else: t = t.index_select(dim, keys.flatten()).unflatten(dim, (n_tiles, region))
+    return t
 
 # %% ../../nbs/05_attention.ipynb #867befec
 def na2d_torch(q: Tensor, k: Tensor, v: Tensor, kernel_size: int, tile: int | tuple[int, int] = 8) -> Tensor:
@@ -85,21 +119,15 @@ def na2d_torch(q: Tensor, k: Tensor, v: Tensor, kernel_size: int, tile: int | tu
         raise ValueError(f"neighbourhood attention needs a map of at least {kernel_size}x{kernel_size}, got {H}x{W}")
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     th, tw = min(th, H), min(tw, W)
-    ky, my = _axis_tiles(H, kernel_size, th, q.device)
-    kx, mx = _axis_tiles(W, kernel_size, tw, q.device)
-    nty, ntx, Ry, Rx = ky.shape[0], kx.shape[0], ky.shape[1], kx.shape[1]
+    nty, ntx = -(-H // th), -(-W // tw)
     # queries, padded to whole tiles with copies of the last row/column: [B*nh, tiles, th*tw, d]
-    rows = torch.arange(nty * th, device=q.device).clamp(max=H - 1)
-    cols = torch.arange(ntx * tw, device=q.device).clamp(max=W - 1)
-    qt = q.index_select(1, rows).index_select(2, cols).view(B, nty, th, ntx, tw, nh, d)
-    qt = qt.permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nh, nty * ntx, th * tw, d)
-    def regions(t):   # [B, H, W, nh, d] -> [B*nh, tiles, Ry*Rx, d]
-        # index_select, not t[:, ky]: its backward is index_add_ over whole slices; the element-wise scatter behind
-        # advanced indexing was 8x slower on CPU (profiled: 20% of a tiny-l8cr training step, now 3%)
-        t = t.index_select(1, ky.flatten()).index_select(2, kx.flatten())               # [B, nty*Ry, ntx*Rx, nh, d]
-        t = t.view(B, nty, Ry, ntx, Rx, nh, d)
-        return t.permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nh, nty * ntx, Ry * Rx, d)
-    mask = (my[:, None, :, None, :, None] & mx[None, :, None, :, None, :]).reshape(nty * ntx, th * tw, Ry * Rx)
+    if nty * th > H: q = torch.cat([q, q[:, -1:].expand(-1, nty * th - H, -1, -1, -1)], 1)
+    if ntx * tw > W: q = torch.cat([q, q[:, :, -1:].expand(-1, -1, ntx * tw - W, -1, -1)], 2)
+    qt = q.reshape(B, nty, th, ntx, tw, nh, d).permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nh, nty * ntx, th * tw, d)
+    def regions(t):   # [B, H, W, nh, d] -> [B*nh, tiles, Ry*Rx, d], one copy
+        return _regions(t, kernel_size, th, tw).permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nh, nty * ntx, -1, d)
+    mask = _window_mask(H, W, kernel_size, th, tw, q.dtype, q.device)
+    mask = mask.expand(B * nh, *mask.shape)            # the logits' shape, so SDPA takes its fused CPU kernel
     out = F.scaled_dot_product_attention(qt, regions(k), regions(v), attn_mask=mask, scale=1.0)
     out = out.view(B, nh, nty, ntx, th, tw, d).permute(0, 2, 4, 3, 5, 1, 6).reshape(B, nty * th, ntx * tw, nh, d)
     return out[:, :H, :W]
