@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import random
 import secrets
+import sys
+import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -18,7 +21,7 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['append_dims', 'batch_sigma', 'randn_like', 'seed_everything', 'choose_device', 'toy_scene', 'show_jpeg', 'part_path',
-           'atomic_path', 'OutputError', 'check_output']
+           'atomic_path', 'OutputError', 'check_output', 'reuse_freed_memory']
 
 # %% ../nbs/00_core.ipynb #ad30cb47
 def append_dims(x: Tensor, ndim: int) -> Tensor:
@@ -153,3 +156,38 @@ def check_output(out, inputs: Sequence = (), overwrite: bool = False, folder: bo
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {out}: {parent} is not a writable folder")
     return out
+
+# %% ../nbs/00_core.ipynb #e6cfcf92
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4             # glibc's mallopt parameters
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536   # and their defaults
+_REUSE = {"depth": 0, "lock": threading.Lock()}
+
+def _glibc():
+    "The C library when it is glibc (it has `mallopt` and `malloc_trim`), else None."
+    if not sys.platform.startswith("linux"): return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version, libc.mallopt, libc.malloc_trim   # AttributeError on musl and others
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+# %% ../nbs/00_core.ipynb #89d392e6
+@contextlib.contextmanager
+def reuse_freed_memory() -> Iterator[bool]:
+    "Inside the block large CPU tensors reuse freed heap memory instead of new pages from the kernel; yields whether it applies (glibc only)."
+    libc = _glibc()
+    if libc is None:
+        yield False
+        return
+    with _REUSE["lock"]:
+        if _REUSE["depth"] == 0: libc.mallopt(_M_MMAP_MAX, 0); libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        _REUSE["depth"] += 1
+    try:
+        yield True
+    finally:
+        with _REUSE["lock"]:
+            _REUSE["depth"] -= 1
+            if _REUSE["depth"] == 0:
+                libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX); libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)

@@ -85,7 +85,7 @@ def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol:
              lpips: LPIPS | None = None, device="auto", seed: int = 0, steps: int | None = None, progress: bool = True,
              overwrite: bool = False, **sampler_options) -> MetricsLog:
     "Sample every image of `dataset` with `model`, score it; write metrics.csv and summary.csv to `out_dir` if given."
-    from emrdm.core import choose_device
+    from emrdm.core import choose_device, reuse_freed_memory
     _check_sampling(batch_size, steps)
     dev = choose_device(device)
     out = None if out_dir is None else _output_folder(out_dir, dataset, overwrite)
@@ -93,7 +93,7 @@ def evaluate(model: EMRDM, dataset, out_dir=None, batch_size: int = 1, protocol:
     protocol = protocol or getattr(dataset, "protocol", None) or protocol_of(model.config.data.dataset)
     if lpips is None: lpips = LPIPS()
     log, order = MetricsLog(), []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), reuse_freed_memory():
         warnings.filterwarnings("once", message="LPIPS is reported")
         for batch, pred, idx in _sampled(model, dataset, batch_size, dev, seed, steps, progress, "evaluating", **sampler_options):
             for i in range(pred.shape[0]): log.add(batch["path"][i], image_metrics(batch["target"][i], pred[i], protocol, mode, lpips))
@@ -130,7 +130,7 @@ def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", 
             metrics: bool = True, protocol: str | None = None, mode: str = "parity", progress: bool = True,
             overwrite: bool = False, **sampler_options) -> MetricsLog | None:
     "Write each prediction as a GeoTIFF (physical units, input georeferencing) and a PNG preview; score if targets exist."
-    from emrdm.core import choose_device
+    from emrdm.core import choose_device, reuse_freed_memory
     _check_sampling(batch_size, steps)
     dev = choose_device(device)
     out = _output_folder(out_dir, dataset, overwrite)
@@ -138,7 +138,7 @@ def predict(model: EMRDM, dataset, out_dir, batch_size: int = 1, device="auto", 
     protocol = protocol or getattr(dataset, "protocol", None) or protocol_of(model.config.data.dataset)
     lpips = LPIPS() if metrics else None
     log, order, taken = MetricsLog(), [], set()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), reuse_freed_memory():
         warnings.filterwarnings("once", message="LPIPS is reported")
         for batch, pred, idx in _sampled(model, dataset, batch_size, dev, seed, steps, progress, "predicting", **sampler_options):
             for i, j in enumerate(idx):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import atomic_path, check_output, choose_device
+from .core import atomic_path, check_output, choose_device, reuse_freed_memory
 from .data.core import CloudRemovalDataset, DataError, from_model_space, to_model_space
 from .data.registry import dataset_class
 from . import model as _model
@@ -402,7 +402,7 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
         model.to(dev).eval()
         out.parent.mkdir(parents=True, exist_ok=True)
         den.progress = tqdm(total=work, desc="remove-clouds (tiles x steps)", disable=not progress)
-        with den.progress, atomic_path(out) as part, \
+        with den.progress, reuse_freed_memory(), atomic_path(out) as part, \
              rasterio.open(part, "w", **_output_profile(ref, cfg.network.out_channels, dtype, scene.nodata)) as dst:
             for i, d in _descriptions(ref, idx[0], cfg.network.out_channels): dst.set_band_description(i, d)
             n_valid = sum(_write_block(dst, model, den, scene, core, window, sigmas, seed, sampler_options, samples) for core, window in blocks)

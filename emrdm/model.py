@@ -12,7 +12,7 @@ import torch
 from fastcore.basics import patch
 from torch import Tensor, nn
 
-from .core import atomic_path
+from .core import atomic_path, reuse_freed_memory
 from .config import (Config, ConfigError, DataConfig, DiffusionConfig, NetworkConfig, SamplerConfig, TemporalConfig,
                           TrainConfig, available_configs, config_from_dict, load_config, validate_config)
 from .diffusion import residual_denoise, residual_loss
@@ -149,7 +149,7 @@ def sample(self: EMRDM,
            progress: bool = False,            # a progress bar over the steps
            **sampler_options):
     "The clear image `[B, C, H, W]` from the cloudy `mu`; `sampler_options` override the config's `sampler` section."
-    with torch.no_grad(): return self._sample(self.net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options)
+    with torch.no_grad(), reuse_freed_memory(): return self._sample(self.net, mu, cond, steps, noise, generator, return_trajectory, progress, **sampler_options)
 
 # %% ../nbs/08_model.ipynb #9a5bb182
 @patch
@@ -181,7 +181,7 @@ def temporal_attention(self: EMRDM,
         out, attn = self.net(x, c_noise, return_attn=True)                    # attn: [heads, B, T, h, w]
         weights.append(attn.transpose(0, 1).float())
         return out
-    with torch.no_grad(): clear = self._sample(net, mu, cond, steps, noise, generator, False, False, **sampler_options)
+    with torch.no_grad(), reuse_freed_memory(): clear = self._sample(net, mu, cond, steps, noise, generator, False, False, **sampler_options)
     return clear, torch.stack(weights)
 
 # %% ../nbs/08_model.ipynb #591d03af

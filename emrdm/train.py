@@ -274,7 +274,7 @@ import os
 import re
 import shutil
 
-from .core import OutputError, check_output
+from .core import OutputError, check_output, reuse_freed_memory
 
 _RUN_PARTS = ("checkpoints", "logs", "tb")
 
@@ -571,7 +571,7 @@ def fit(config: Config | str,                  # the configuration: a `Config`, 
     callbacks = [stop, RunCheckpoints(ckpt_dir, checkpoint_every_n_steps), ExceptionCheckpoint(ckpt_dir), *callbacks]
     stop.install()
     try:
-        with _quiet_lightning(verbose), _tf32(tf32):
+        with _quiet_lightning(verbose), _tf32(tf32), reuse_freed_memory():
             trainer = _trainer(out, cfg, limits, callbacks, _loggers(out, tensorboard), progress, val_every_n_steps, val_batches,
                                max_time=max_time, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
                                strategy=strategy, precision=precision)

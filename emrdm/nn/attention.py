@@ -105,10 +105,10 @@ def _regions(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
     if uy or ux: t = F.pad(t, [0, 0] * (t.ndim - 3) + pad)
     for dim, uniform, keys, tile in ((1, uy, ky, th), (3, ux, kx, tw)):   # rows, then columns (now at 3)
         n_tiles, region = keys.shape
-        if uniform: t = t.unfold(dim, region, tile).movedim(-1, dim + 1)
-        # index_select, not t[:, keys]: its backward is index_add_ over whole slices; the element-wise scatter
-        # behind advanced indexing was 8x slower on CPU
-        else: t = t.index_select(dim, keys.flatten()).unflatten(dim, (n_tiles, region))
+        # a view where no gradient is needed; else index_select, whose backward (index_add_ over whole slices) was
+        # 8x faster than advanced indexing's element-wise scatter and 9x faster than unfold's backward on our CPU
+        if uniform and not t.requires_grad: t = t.unfold(dim, region, tile).movedim(-1, dim + 1)
+        else: t = t.index_select(dim, (keys + half if uniform else keys).flatten()).unflatten(dim, (n_tiles, region))
     return t
 
 # %% ../../nbs/05_attention.ipynb #867befec
