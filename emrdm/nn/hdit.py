@@ -18,16 +18,21 @@ from torch.utils.checkpoint import checkpoint
 from .attention import global_attention, neighborhood_attention
 
 # %% auto #0
-__all__ = ['rms_norm', 'RMSNorm', 'AdaRMSNorm', 'LinearGEGLU', 'zero_init', 'make_axial_pos', 'downscale_pos', 'rope_freqs',
-           'apply_rope', 'AxialRoPE', 'scale_for_cosine_sim', 'SelfAttentionBlock', 'FeedForwardBlock',
+__all__ = ['sum_sq', 'rms_norm', 'RMSNorm', 'AdaRMSNorm', 'LinearGEGLU', 'zero_init', 'make_axial_pos', 'downscale_pos',
+           'rope_freqs', 'apply_rope', 'AxialRoPE', 'scale_for_cosine_sim', 'SelfAttentionBlock', 'FeedForwardBlock',
            'TransformerLayer', 'Level', 'FourierFeatures', 'MappingFeedForwardBlock', 'MappingNetwork', 'TokenMerge',
            'TokenSplitWithoutSkip', 'TokenSplit', 'HDiT']
+
+# %% ../../nbs/06_hdit.ipynb #b03df4fa
+def sum_sq(x: Tensor, dtype) -> Tensor:
+    "The sum of squares over the last axis, accumulated in `dtype`, kept as an axis of 1: one pass, no squared copy of `x`."
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=dtype).square()
 
 # %% ../../nbs/06_hdit.ipynb #f7bb4b46
 def rms_norm(x: Tensor, scale: Tensor, eps: float = 1e-6) -> Tensor:
     "Root-mean-square normalisation over the last axis, in float32 or wider, multiplied by `scale`."
     dtype = torch.promote_types(torch.promote_types(x.dtype, scale.dtype), torch.float32)
-    mean_sq = x.to(dtype).square().mean(-1, keepdim=True)
+    mean_sq = sum_sq(x, dtype) / x.shape[-1]
     return x * (scale.to(dtype) * torch.rsqrt(mean_sq + eps)).to(x.dtype)
 
 # %% ../../nbs/06_hdit.ipynb #4b12871b
@@ -98,8 +103,8 @@ def apply_rope(x: Tensor, theta: Tensor) -> Tensor:
     d = theta.shape[-1]
     x1, x2, rest = x[..., :d], x[..., d:2 * d], x[..., 2 * d:]
     dtype = torch.promote_types(torch.promote_types(x.dtype, theta.dtype), torch.float32)
-    cos, sin, x1f, x2f = theta.cos().to(dtype), theta.sin().to(dtype), x1.to(dtype), x2.to(dtype)
-    y1, y2 = x1f * cos - x2f * sin, x2f * cos + x1f * sin
+    cos, sin = theta.cos().to(dtype), theta.sin().to(dtype)
+    y1, y2 = x1 * cos - x2 * sin, x2 * cos + x1 * sin                 # in `dtype` by type promotion, no copies of x1, x2
     return torch.cat([y1.to(x.dtype), y2.to(x.dtype), rest], dim=-1)
 
 # %% ../../nbs/06_hdit.ipynb #008b5611
@@ -119,8 +124,8 @@ def scale_for_cosine_sim(q: Tensor, k: Tensor, scale: Tensor, eps: float = 1e-6)
     "Scale q and k to norm sqrt(scale) along the last axis (in float32 or wider), so q.k = scale * cos(q, k)."
     dtype = torch.promote_types(torch.promote_types(q.dtype, scale.dtype), torch.float32)
     sqrt_scale = scale.to(dtype).sqrt()
-    q_scale = sqrt_scale * torch.rsqrt(q.to(dtype).square().sum(-1, keepdim=True) + eps)
-    k_scale = sqrt_scale * torch.rsqrt(k.to(dtype).square().sum(-1, keepdim=True) + eps)
+    q_scale = sqrt_scale * torch.rsqrt(sum_sq(q, dtype) + eps)
+    k_scale = sqrt_scale * torch.rsqrt(sum_sq(k, dtype) + eps)
     return q * q_scale.to(q.dtype), k * k_scale.to(k.dtype)
 
 # %% ../../nbs/06_hdit.ipynb #45a32f4c
