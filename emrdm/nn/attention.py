@@ -84,13 +84,13 @@ def _axis_tiles(length: int, kernel_size: int, tile: int, device) -> tuple[bool,
 _MASKS: dict = {}
 
 def _window_mask(H: int, W: int, kernel_size: int, th: int, tw: int, dtype, device) -> Tensor:
-    "The additive mask `[tiles, th*tw, Ry*Rx]` (0 in a query's window, -inf outside), built once per shape."
+    "The additive mask `[tiles, th*tw, Ry*Rx]`, tiles column by column (0 in a query's window, -inf outside), built once per shape."
     key = (H, W, kernel_size, th, tw, dtype, str(device))
     if key not in _MASKS:
         if len(_MASKS) >= 16: _MASKS.clear()
         _, _, my = _axis_tiles(H, kernel_size, th, device)
         _, _, mx = _axis_tiles(W, kernel_size, tw, device)
-        inside = (my[:, None, :, None, :, None] & mx[None, :, None, :, None, :])
+        inside = (mx[:, None, None, :, None, :] & my[None, :, :, None, :, None])     # [ntx, nty, th, tw, Ry, Rx]
         inside = inside.reshape(my.shape[0] * mx.shape[0], th * tw, my.shape[2] * mx.shape[2])
         _MASKS[key] = torch.zeros(inside.shape, dtype=dtype, device=device).masked_fill_(~inside, float("-inf"))
     return _MASKS[key]
@@ -111,6 +111,51 @@ def _regions(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
         else: t = t.index_select(dim, (keys + half if uniform else keys).flatten()).unflatten(dim, (n_tiles, region))
     return t
 
+# %% ../../nbs/05_attention.ipynb #2fdfc126
+class _Windows(torch.autograd.Function):
+    "Tile j's keys: `rows * cols` positions from position `j * tile * cols` of a flat buffer of column strips, as a view."
+    @staticmethod
+    def forward(ctx, flat: Tensor, n: int, tiles: int, rows: int, cols: int, d: int, tile: int) -> Tensor:
+        ctx.shape = (flat.numel(), n * tiles, rows * cols * d, tile * cols * d)
+        return flat.as_strided((n, tiles, rows * cols, d), (tiles * tile * cols * d, tile * cols * d, d, 1))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        numel, windows, size, step = ctx.shape
+        out, grad = grad.new_zeros(numel), grad.reshape(windows, size)
+        phases = -(-size // step)                    # windows `phases` apart do not overlap: add them in one go
+        for p in range(phases):
+            m = len(range(p, windows, phases))
+            out.as_strided((m, size), (phases * step, 1), p * step).add_(grad[p::phases])
+        return out, None, None, None, None, None, None
+
+# %% ../../nbs/05_attention.ipynb #c08a15f1
+def _strips(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
+    "The column strips of `t [B, H, W, nh, d]`, `[B*nh, ntx, nty*th, Rx, d]` flat between margins of k//2 rows of zeros."
+    B, H, W, nh, d = t.shape
+    half, (ux, kx, _) = kernel_size // 2, _axis_tiles(W, kernel_size, tw, t.device)
+    ntx, Rx, Hs = kx.shape[0], kx.shape[1], -(-H // th) * th
+    if t.requires_grad:   # index_select for its fast backward; columns off the map repeat the edge (masked: any finite value)
+        cols = t.index_select(2, kx.clamp(0, W - 1).flatten()).unflatten(2, (ntx, Rx))  # [B, H, ntx, Rx, nh, d]
+    else:                 # a view of the zero-padded columns
+        cols = F.pad(t, [0, 0, 0, 0, half, ntx * tw + kernel_size - 1 - half - W]).unfold(2, Rx, tw).movedim(-1, 3)
+    margin = half * Rx * d
+    flat = t.new_empty(2 * margin + B * nh * ntx * Hs * Rx * d)
+    flat[:margin].zero_(); flat[flat.numel() - margin:].zero_()
+    body = flat[margin:flat.numel() - margin].view(B, nh, ntx, Hs, Rx, d)
+    if Hs > H: body[:, :, :, H:].zero_()
+    body[:, :, :, :H] = cols.permute(0, 4, 2, 1, 3, 5)
+    return flat
+
+# %% ../../nbs/05_attention.ipynb #963fd6c5
+def _key_tiles(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
+    "Each tile's key region, `[B, H, W, nh, d]` -> `[B*nh, tiles, Ry*Rx, d]`, tiles column by column."
+    B, H, W, nh, d = t.shape
+    (uy, ky, _), (ux, kx, _) = _axis_tiles(H, kernel_size, th, t.device), _axis_tiles(W, kernel_size, tw, t.device)
+    (nty, Ry), (ntx, Rx) = ky.shape, kx.shape
+    if uy and ux: return _Windows.apply(_strips(t, kernel_size, th, tw), B * nh, ntx * nty, Ry, Rx, d, th)
+    return _regions(t, kernel_size, th, tw).permute(0, 5, 3, 1, 2, 4, 6).reshape(B * nh, ntx * nty, Ry * Rx, d)
+
 # %% ../../nbs/05_attention.ipynb #867befec
 def na2d_torch(q: Tensor, k: Tensor, v: Tensor, kernel_size: int, tile: int | tuple[int, int] = 8) -> Tensor:
     "Exact 2-D neighbourhood attention (scale 1) in PyTorch; `q, k, v` and the result are `[B, H, W, heads, d]`."
@@ -120,16 +165,15 @@ def na2d_torch(q: Tensor, k: Tensor, v: Tensor, kernel_size: int, tile: int | tu
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     th, tw = min(th, H), min(tw, W)
     nty, ntx = -(-H // th), -(-W // tw)
-    # queries, padded to whole tiles with copies of the last row/column: [B*nh, tiles, th*tw, d]
+    # queries, padded to whole tiles with copies of the last row/column: [B*nh, tiles, th*tw, d], column by column
     if nty * th > H: q = torch.cat([q, q[:, -1:].expand(-1, nty * th - H, -1, -1, -1)], 1)
     if ntx * tw > W: q = torch.cat([q, q[:, :, -1:].expand(-1, -1, ntx * tw - W, -1, -1)], 2)
-    qt = q.reshape(B, nty, th, ntx, tw, nh, d).permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nh, nty * ntx, th * tw, d)
-    def regions(t):   # [B, H, W, nh, d] -> [B*nh, tiles, Ry*Rx, d], one copy
-        return _regions(t, kernel_size, th, tw).permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nh, nty * ntx, -1, d)
+    qt = q.reshape(B, nty, th, ntx, tw, nh, d).permute(0, 5, 3, 1, 2, 4, 6).reshape(B * nh, ntx * nty, th * tw, d)
     mask = _window_mask(H, W, kernel_size, th, tw, q.dtype, q.device)
     mask = mask.expand(B * nh, *mask.shape)            # the logits' shape, so SDPA takes its fused CPU kernel
-    out = F.scaled_dot_product_attention(qt, regions(k), regions(v), attn_mask=mask, scale=1.0)
-    out = out.view(B, nh, nty, ntx, th, tw, d).permute(0, 2, 4, 3, 5, 1, 6).reshape(B, nty * th, ntx * tw, nh, d)
+    keys, values = _key_tiles(k, kernel_size, th, tw), _key_tiles(v, kernel_size, th, tw)
+    out = F.scaled_dot_product_attention(qt, keys, values, attn_mask=mask, scale=1.0)
+    out = out.view(B, nh, ntx, nty, th, tw, d).permute(0, 3, 4, 2, 5, 1, 6).reshape(B, nty * th, ntx * tw, nh, d)
     return out[:, :H, :W]
 
 # %% ../../nbs/05_attention.ipynb #279b71c1
