@@ -12,7 +12,7 @@ export OMP_NUM_THREADS ?= 2
 .PHONY: help install test nbtest pytest export clean readme check docs package demo paper paper-eval tables
 
 help:
-	@echo "make demo     install, then EMRDM end to end on real Landsat-8 imagery, one date and three, on this CPU (about 20 minutes on 2 cores)"
+	@echo "make demo     install, then EMRDM end to end on real Landsat-8 imagery, one date and three, on this CPU (about 16 minutes on 2 cores)"
 	@echo "make test     install into $(VENV) if needed, then run the notebook tests and pytest"
 	@echo "make paper DATA=/data                 train and evaluate every row of the paper with papermill (GPU)"
 	@echo "make paper-eval DATA=/data CKPTS=dir  evaluate the authors' released checkpoints (no training): every row and the sampler ablation"
