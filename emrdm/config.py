@@ -22,8 +22,8 @@ from .samplers import SOLVERS
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'TemporalConfig', 'NetworkConfig', 'DiffusionConfig', 'SamplerConfig', 'DataConfig', 'TrainConfig',
-           'Config', 'ConfigError', 'config_from_dict', 'validate_config', 'check_numbers', 'check_size',
-           'available_configs', 'load_config']
+           'UncertaintyConfig', 'Config', 'ConfigError', 'config_from_dict', 'validate_config', 'check_numbers',
+           'check_size', 'available_configs', 'load_config']
 
 # %% ../nbs/08_config.ipynb #2a7f5cb3
 @dataclass
@@ -112,6 +112,17 @@ class TrainConfig:
     val_every_n_epochs: int = 1
     seed: int = 3407
 
+
+@dataclass
+class UncertaintyConfig:
+    "How the spread of K samples maps to an expected absolute error, in model space (`emrdm calibrate` fits it; empty: none)."
+    method: str | None = None                      # "scale" or "isotonic"; null: not calibrated
+    scale: float | None = None                     # scale: expected |error| = scale * spread
+    spread: list | None = None                     # isotonic: knots of the spread (increasing) ...
+    error: list | None = None                      # ... and the expected |error| at each (non-decreasing), linear between
+    samples: int | None = None                     # the K the map was fitted with
+    fitted_on: str | None = None                   # what it was fitted on, in words
+
 # %% ../nbs/08_config.ipynb #d2b2897c
 @dataclass
 class Config:
@@ -122,6 +133,7 @@ class Config:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
     @property
@@ -144,7 +156,7 @@ def _renamed(d: dict) -> dict:
 
 # %% ../nbs/08_config.ipynb #19b98f28
 _NESTED = {(Config, "network"): NetworkConfig, (Config, "diffusion"): DiffusionConfig, (Config, "sampler"): SamplerConfig,
-           (Config, "data"): DataConfig, (Config, "train"): TrainConfig, (NetworkConfig, "temporal"): TemporalConfig}
+           (Config, "data"): DataConfig, (Config, "train"): TrainConfig, (Config, "uncertainty"): UncertaintyConfig, (NetworkConfig, "temporal"): TemporalConfig}
 
 # %% ../nbs/08_config.ipynb #aa4aefbc
 class ConfigError(ValueError):
@@ -199,6 +211,21 @@ def config_from_dict(d: dict) -> Config:
     validate_config(cfg)
     return cfg
 
+# %% ../nbs/08_config.ipynb #254720d4
+def _check_uncertainty(u: UncertaintyConfig) -> None:
+    "A calibration map that can be applied: its method's numbers present and in order."
+    if u.method is None: return
+    if u.method == "scale":
+        if u.scale is None or not (math.isfinite(u.scale) and u.scale > 0):
+            raise ConfigError(f"uncertainty.scale must be a positive number for method 'scale', got {u.scale!r}")
+    elif u.method == "isotonic":
+        x, y = u.spread or [], u.error or []
+        if len(x) < 2 or len(x) != len(y):
+            raise ConfigError("uncertainty.spread and uncertainty.error must be lists of the same length (>= 2) for method 'isotonic'")
+        if any(b <= a for a, b in zip(x, x[1:])) or any(b < a for a, b in zip(y, y[1:])) or min(y) < 0:
+            raise ConfigError("uncertainty.spread must increase and uncertainty.error must be >= 0 and not decrease")
+    else: raise ConfigError(f"uncertainty.method must be 'scale', 'isotonic' or null, got {u.method!r}")
+
 # %% ../nbs/08_config.ipynb #edf43d12
 def validate_config(cfg: Config) -> Config:
     "Check the values of a configuration for meaning; raise `ConfigError` with the reason."
@@ -213,6 +240,7 @@ def validate_config(cfg: Config) -> Config:
     if not (isinstance(s.steps, int) and s.steps >= 1): raise ConfigError(f"sampler.steps must be a positive integer, got {s.steps}")
     if not 0 < s.sigma_min <= s.sigma_max: raise ConfigError("need 0 < sampler.sigma_min <= sampler.sigma_max")
     check_numbers(cfg)
+    _check_uncertainty(cfg.uncertainty)
     if data.dataset is not None and data.dataset not in DATASETS:
         close = difflib.get_close_matches(data.dataset, DATASETS, n=1)
         raise ConfigError(f"unknown data.dataset '{data.dataset}'" + (f" (did you mean '{close[0]}'?)" if close else f"; known: {tuple(DATASETS)}"))
