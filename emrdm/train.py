@@ -547,7 +547,8 @@ def fit(config: Config | str,                  # the configuration: a `Config`, 
         max_time: str | None = None,           # a wall-clock budget, "DD:HH:MM:SS"
         crop: int | None = None,               # train on random crops of this size
         verbose: bool = False,                 # Lightning's info messages
-        **task_kwargs                          # `EMRDMTask` options: lr, weight_decay, ema_decay, decay_on, backends
+        task_class: type | None = None,        # the LightningModule to train: `EMRDMTask`, or a subclass (distillation's)
+        **task_kwargs                          # `task_class` options: lr, weight_decay, ema_decay, decay_on, backends
        ) -> EMRDMTask:
     "Train a new run in `out_dir`, `resume` one or start it afresh (`overwrite`); `init` fine-tunes from weights. Returns the task."
     import inspect
@@ -563,7 +564,7 @@ def fit(config: Config | str,                  # the configuration: a `Config`, 
     data = EMRDMData(cfg, data_root, nir_root, num_workers=num_workers, dataset=dataset, crop=crop)
     data.setup("fit")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)                # the new weights' initialisation
-    task = EMRDMTask(cfg, val_batches=val_batches, **task_kwargs)
+    task = (task_class or EMRDMTask)(cfg, val_batches=val_batches, **task_kwargs)
     if init is not None: initialise(task, init)
     if overwrite: _clear_run(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -108,6 +108,9 @@ OURS = {"sen2mtc": {"PSNR": 19.9, "SSIM": 0.7, "LPIPS": 0.26, "RMSE": 0.1, "MAE"
         "cuhk": {"PSNR": 25.0, "SSIM": 0.8, "LPIPS": math.nan, "RMSE": 0.05}}
 
 
+STUDENT = {"PSNR": 19.7, "SSIM": 0.69, "LPIPS": 0.27, "RMSE": 0.11, "MAE": 0.09, "SAM": 3.1}
+
+
 def encoded(s: dict) -> dict:
     "The fake means of a churn run: each metric a function of the point's settings, so a cell shows whose run it read."
     return {"PSNR": 10 + s["s_churn"], "SSIM": s["s_noise"] - 0.5, "LPIPS": s["s_tmin"] / 1000 + s["s_tmax"] / 10000}
@@ -126,6 +129,7 @@ def rendered(tmp_path_factory):
         recorded = {**s, "s_noise": 1.0} if name == MISRECORDED else s
         write_run(runs / name, encoded(s), "sen2mtc", released_sampler("sen2mtc", steps=5, **recorded))
     write_run(runs / "steps-3", OURS["sen2mtc"], "sen2mtc", released_sampler("sen2mtc", steps=3))
+    write_run(runs / "distill-sen2mtc", STUDENT, "sen2mtc", released_sampler("sen2mtc", steps=1))
     (runs / "ablation-alpha3.0").mkdir()                        # a run folder without results
     out = tmp / "out"
     res = subprocess.run([str(BIN / "papermill"), "--kernel", "python3", str(ROOT / "nbs" / "experiments" / "tables.ipynb"),
@@ -165,7 +169,8 @@ def test_each_dataset_table_shows_the_published_rows(rendered):
                 if m in values: assert float(r[m]) == values[m], (key, method, m)
                 else: assert r[m] == "—", (key, method, m)
             assert r["source"] == values.get("source", "not found")
-        assert [r["method"] for r in rows][-2:] == [f"EMRDM (ours, runs/{key})", "ours − paper"]
+        assert [r["method"] for r in rows][-3:] == [f"EMRDM (ours, runs/{key})", "ours − paper",
+                                                   f"EMRDM 1-step student (ours, runs/distill-{key})"]
     for key in ("sen12mscr", "sen2mtc", "cuhkv2"):            # the three with published numbers show them
         spec = PUB["tables"][key]
         paper = row(table(section(md, spec["title"])), "EMRDM (paper)")
@@ -183,6 +188,15 @@ def test_our_row_and_its_difference_to_the_papers(rendered):
             paper = spec["emrdm"].get(m)
             if paper is None: assert diff[m] == "—"
             else: assert float(diff[m]) == pytest.approx(OURS[key][m] - paper, abs=1e-3), (key, m)
+
+
+def test_the_students_row_reads_its_distillation_run(rendered):
+    md, _ = rendered
+    rows = table(section(md, PUB["tables"]["sen2mtc"]["title"]))
+    student = row(rows, "EMRDM 1-step student (ours, runs/distill-sen2mtc)")
+    for m in PUB["tables"]["sen2mtc"]["metrics"]: assert float(student[m]) == pytest.approx(STUDENT[m], abs=1e-3), m
+    cuhk = row(table(section(md, "CUHK-CR1")), "EMRDM 1-step student (ours, runs/distill-cuhk)")
+    assert set(v for k, v in cuhk.items() if k not in ("method", "source")) == {"missing"}
 
 
 def test_a_missing_run_shows_as_missing_not_zero(rendered):
@@ -246,8 +260,8 @@ def test_the_tables_are_written_as_latex_too(rendered):
 
 # ---- make paper-eval -----------------------------------------------------------------------------------------------
 
-def test_make_paper_eval_runs_every_released_row_and_the_ablation(tmp_path):
-    "With a logging stand-in for papermill: the released rows on their checkpoints, steps-* and churn-* on Sen2_MTC_New's, done runs kept, then the tables."
+def fake_repo(tmp_path):
+    "The Makefile and configs/paper in a folder, with a venv whose papermill only logs its arguments to papermill.log: (repo, venv)."
     work = tmp_path / "repo"
     shutil.copytree(ROOT / "configs" / "paper", work / "configs" / "paper")
     shutil.copy2(ROOT / "Makefile", work)
@@ -260,6 +274,12 @@ def test_make_paper_eval_runs_every_released_row_and_the_ablation(tmp_path):
     for tool in ("python", "papermill"): (venv / "bin" / tool).chmod(0o755)
     os.utime(venv / "bin" / "python", (0, 0))
     (venv / ".installed").write_text("")
+    return work, venv
+
+
+def test_make_paper_eval_runs_every_released_row_and_the_ablation(tmp_path):
+    "With a logging stand-in for papermill: the released rows on their checkpoints, steps-* and churn-* on Sen2_MTC_New's, done runs kept, then the tables."
+    work, venv = fake_repo(tmp_path)
     (work / "runs" / "steps-3").mkdir(parents=True); (work / "runs" / "steps-3" / "summary.csv").write_text("metric,value\n")
     res = subprocess.run(["make", "-s", "paper-eval", "DATA=/data", "CKPTS=/ckpts", f"VENV={venv}"], cwd=work,
                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=120)
@@ -275,3 +295,24 @@ def test_make_paper_eval_runs_every_released_row_and_the_ablation(tmp_path):
     assert set(evaluated) == steps and set(evaluated.values()) == {"/ckpts/sen2_mtc_new.ckpt"}
     assert "runs/steps-3: evaluated already, kept" in res.stdout
     assert "nbs/experiments/tables.ipynb" in calls[-1] and calls[-1][-3:] == ["-p", "runs_dir", "runs"]
+
+
+def test_make_paper_distill_distils_every_released_checkpoint(tmp_path):
+    "With a logging stand-in for papermill: one train.ipynb run per released checkpoint, with its teacher and its parameters file; done runs kept."
+    work, venv = fake_repo(tmp_path)
+    done = work / "runs" / "distill-cuhkv2" / "eval"
+    done.mkdir(parents=True); (done / "summary.csv").write_text("metric,value\n")
+    res = subprocess.run(["make", "-s", "paper-distill", "DATA=/data", "CKPTS=/ckpts", f"VENV={venv}"], cwd=work,
+                         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    calls = [l.split() for l in (tmp_path / "papermill.log").read_text().splitlines()]
+    runs = {c[c.index("-f") + 1]: c[c.index("teacher") + 1] for c in calls if "nbs/experiments/train.ipynb" in c}
+    assert runs == {"configs/paper/distill-cuhk.yaml": "/ckpts/cuhk.ckpt", "configs/paper/distill-sen12mscr.yaml": "/ckpts/sentinel.ckpt",
+                    "configs/paper/distill-sen2mtc.yaml": "/ckpts/sen2_mtc_new.ckpt"}
+    assert "runs/distill-cuhkv2: distilled already, kept" in res.stdout
+    assert "nbs/experiments/tables.ipynb" in calls[-1]
+    for name in ("cuhk", "cuhkv2", "sen12mscr", "sen2mtc"):
+        p = yaml.safe_load((ROOT / "configs" / "paper" / f"distill-{name}.yaml").read_text())
+        base = yaml.safe_load((ROOT / "configs" / "paper" / f"{name}.yaml").read_text())
+        assert (p["config"], p["data_subdir"], p["nir_subdir"], p["run_dir"], p["student_steps"]) == \
+               (name, base["data_subdir"], base["nir_subdir"], f"runs/distill-{name}", 1)
