@@ -9,13 +9,16 @@ export PATH := $(abspath $(BIN)):$(PATH)
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c .ci/constraints-cpu.txt)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install test nbtest pytest export clean readme check docs package demo paper paper-eval tables
+.PHONY: help install test nbtest pytest export clean readme check docs package demo demo-distill demo-uncertainty paper paper-eval paper-distill tables
 
 help:
 	@echo "make demo     install, then EMRDM end to end on real Landsat-8 imagery, one date and three, on this CPU (about 16 minutes on 2 cores)"
+	@echo "make demo-distill  after make demo: 1-step students of its two models, scored against them (about 15 minutes)"
+	@echo "make demo-uncertainty  after make demo (and demo-distill): calibrated uncertainty maps of its models, measured"
 	@echo "make test     install into $(VENV) if needed, then run the notebook tests and pytest"
 	@echo "make paper DATA=/data                 train and evaluate every row of the paper with papermill (GPU)"
 	@echo "make paper-eval DATA=/data CKPTS=dir  evaluate the authors' released checkpoints (no training): every row and the sampler ablation"
+	@echo "make paper-distill DATA=/data CKPTS=dir  1-step students of the released checkpoints (GPU), then the tables"
 	@echo "make tables                           runs/tables.md and .tex: the published numbers beside ours"
 	@echo "make export   notebooks -> emrdm/ (nbdev_export)"
 	@echo "make clean    strip notebook metadata (nbdev_clean)"
@@ -73,6 +76,14 @@ demo: install
 	$(PY) tools/demo.py --out $(DEMO_OUT) $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) $(if $(DEMO_MINUTES),--minutes $(DEMO_MINUTES)) \
 	  $(if $(DEMO_SAMPLES),--samples $(DEMO_SAMPLES)) $(if $(DEMO_CACHE),--cache $(DEMO_CACHE)) $(if $(DEMO_ARCHIVE),--archive $(DEMO_ARCHIVE))
 
+# demo-distill: distil make demo's models into 1-step students (tools/distill_demo.py), within their teachers' CPU time.
+demo-distill: install
+	$(PY) tools/distill_demo.py --demo $(DEMO_OUT) $(if $(DISTILL_ARGS),$(DISTILL_ARGS))
+
+# demo-uncertainty: K posterior samples per held-out tile, calibration fitted on one cloud family and scored on the other.
+demo-uncertainty: install
+	$(PY) tools/uncertainty_demo.py --demo $(DEMO_OUT)
+
 PM := $(BIN)/papermill --kernel python3 --log-output --cwd .
 PAPER_TRAIN := cuhk cuhkv2 sen12mscr sen2mtc $(patsubst configs/paper/%.yaml,%,$(wildcard configs/paper/ablation-*.yaml))
 RELEASED := cuhk:cuhk.ckpt cuhkv2:cuhkv2.ckpt sen12mscr:sentinel.ckpt sen2mtc:sen2_mtc_new.ckpt
@@ -95,6 +106,16 @@ paper-eval: install
 	    -p checkpoint $(CKPTS)/$$ckpt || exit 1; done
 	for f in configs/paper/steps-*.yaml configs/paper/churn-*.yaml; do run=$$(basename $$f .yaml); $(KEEP_DONE) mkdir -p runs/$$run && \
 	  $(PM) nbs/experiments/evaluate.ipynb runs/$$run/evaluate.ipynb -f $$f -p data_root $(DATA) -p checkpoint $(CKPTS)/sen2_mtc_new.ckpt || exit 1; done
+	$(MAKE) tables
+
+# paper-distill: a 1-step student of each released checkpoint (configs/paper/distill-*.yaml), distilled and evaluated by
+# train.ipynb with teacher=; finished runs are kept.
+paper-distill: install
+	@test -n "$(DATA)" -a -n "$(CKPTS)" || { echo "usage: make paper-distill DATA=/path/to/datasets CKPTS=/path/to/released/checkpoints"; exit 2; }
+	for pair in $(RELEASED); do name=$${pair%%:*}; ckpt=$${pair##*:}; run=distill-$$name; \
+	  if [ -f runs/$$run/eval/summary.csv ]; then echo "runs/$$run: distilled already, kept"; continue; fi; mkdir -p runs/$$run && \
+	  $(PM) nbs/experiments/train.ipynb runs/$$run/train.ipynb -f configs/paper/$$run.yaml -p data_root $(DATA) \
+	    -p teacher $(CKPTS)/$$ckpt || exit 1; done
 	$(MAKE) tables
 
 tables: install

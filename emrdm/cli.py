@@ -221,6 +221,102 @@ emrdm train --checkpoint cuhk.ckpt --data /data/CUHK-CR2 --dataset cuhk-cr2 --se
     tr.add_argument("--checkpoint-every", type=_count(), default=None, help="also keep stepN.ckpt every N steps, and "
                     "update last.ckpt as often (default: last.ckpt at the end of each epoch and of the run)")
 
+# %% ../nbs/14_cli.ipynb #30b24edf
+def _cmd_calibrate(args) -> int:
+    import torch
+    from emrdm.core import check_output, choose_device
+    from emrdm.data.registry import _dataset_name, dataset_class, make_dataset
+    from emrdm.uncertainty import calibrated, calibration, expected_error, spearman, spread_and_error, uce
+    model, cfg = _model_and_config(args)
+    name = _dataset_name(cfg, args.dataset)
+    split = args.split or dataset_class(name).val_split
+    out = check_output(args.out, [p for p in (args.checkpoint, args.data) if p], args.overwrite)
+    ds = make_dataset(cfg, args.data, split, args.nir, args.dataset)
+    r = spread_and_error(model.to(choose_device(args.device)), ds, args.samples, args.seed or 0, args.max_images,
+                         progress=not args.quiet)
+    spread, error = torch.cat([t.flatten() for t in r.spread]), torch.cat([t.flatten() for t in r.error])
+    cal = calibration(spread, error, args.method, samples=args.samples, fitted_on=f"{name} {split} split, {len(r.spread)} images")
+    calibrated(model.cpu(), cal).save(out)
+    print(f"{len(r.spread)} images of {name} {split}, K = {args.samples}: Spearman(spread, |error|) {spearman(spread, error.abs()):.3f}; "
+          f"UCE {uce(spread, error):.4f} -> {uce(expected_error(spread, cal), error):.4f} ({args.method}, model space, on the "
+          f"fitting data)\nthe calibrated model: {out}")
+    return 0
+
+# %% ../nbs/14_cli.ipynb #6964033d
+def _add_calibrate(sub):
+    c = _command(sub, "calibrate", "fit the uncertainty calibration of a model on data with targets (for remove-clouds --uncertainty)", """
+emrdm calibrate --checkpoint demo/mono/checkpoints/last.ckpt --data demo/data/L8-CR --split test -o calibrated.pt
+emrdm remove-clouds scene.tif --checkpoint calibrated.pt --samples 8 --uncertainty std.tif -o clear.tif""", _cmd_calibrate)
+    _add_model_options(c, "the calibrated model (an EMRDM.save file)", out_required=True)
+    _add_data_options(c)
+    _add_run_options(c, "seed of the samples: image i draws from seed + i (default: 0)")
+    c.add_argument("--split", default=None, help="the split to fit on (default: the dataset's validating split)")
+    c.add_argument("--samples", type=_count(2), default=8, help="K, samples per image")
+    c.add_argument("--method", choices=("scale", "isotonic"), default="scale", help="one scale factor, or a non-decreasing map")
+    c.add_argument("--max-images", type=_count(), default=None, help="fit on the first N images only (default: all)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+# %% ../nbs/14_cli.ipynb #3b113208
+def _duration(text: str) -> str:
+    "argparse type of --max-time: DD:HH:MM:SS."
+    import re
+    if not re.fullmatch(r"\d+:[0-2]?\d:[0-5]?\d:[0-5]?\d", text):
+        raise argparse.ArgumentTypeError(f"expects DD:HH:MM:SS (e.g. 00:02:30:00 for two and a half hours), got {text!r}")
+    return text
+
+# %% ../nbs/14_cli.ipynb #6f508158
+def _cmd_distill(args) -> int:
+    from pathlib import Path
+    from emrdm.distill import distill
+    from emrdm.train import TrainingInterrupted
+    accelerator, devices = _lightning_device(args.device, "auto")
+    if accelerator not in ("auto", "cpu"):
+        from emrdm.core import choose_device
+        choose_device(args.device.replace("gpu", "cuda"))      # an absent GPU: one line, before any run folder is made
+    if args.resume is True and not args.out: raise ValueError("--resume alone continues the run in --out: give -o RUN")
+    out = _run_dir(args, "distill", Path(args.teacher).stem)
+    try:
+        distill(args.teacher, args.data, out, student_steps=args.student_steps, gt_weight=args.gt_weight,
+                overrides=_overrides(args.set), resume=args.resume, nir_root=args.nir, dataset=args.dataset,
+                max_steps=args.max_steps, max_time=args.max_time, overwrite=args.overwrite, crop=args.crop,
+                accelerator=accelerator, devices=devices, precision=args.precision, num_workers=args.workers,
+                val_every_n_steps=args.val_every, val_batches=args.val_batches, seed=args.seed,
+                checkpoint_every_n_steps=args.checkpoint_every, progress=not args.quiet)
+    except TrainingInterrupted as e:
+        print(f"stopped: {e}; continue with: emrdm distill --resume --teacher {args.teacher} -o {out} (and the same --data)",
+              file=sys.stderr)
+        return 128 + e.signum
+    print(f"the student ({args.student_steps} step{'s' if args.student_steps > 1 else ''}): {out / 'checkpoints/last.ckpt'}")
+    return 0
+
+# %% ../nbs/14_cli.ipynb #7a702a74
+def _add_distill(sub):
+    d = _command(sub, "distill", "distil a teacher checkpoint into a student that samples in 1 or 2 steps", """
+emrdm distill --teacher demo/mono/checkpoints/last.ckpt --data demo/data/L8-CR --dataset l8cr --crop 128 --max-time 00:00:05:00 -o runs/student
+emrdm distill --resume --teacher demo/mono/checkpoints/last.ckpt --data demo/data/L8-CR --dataset l8cr -o runs/student --max-steps 2000""",
+                 _cmd_distill)
+    d.add_argument("--teacher", required=True, help="the teacher: our training checkpoint (its EMA), an EMRDM.save file or "
+                   "the authors' .ckpt")
+    d.add_argument("--student-steps", type=_count(), default=1, help="the student's sampler steps (fewer than the teacher's)")
+    d.add_argument("--gt-weight", type=float, default=1.0, help="weight of the ground-truth term beside the teacher's sample")
+    d.add_argument("--set", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
+                   help="override a key of the student's config, e.g. --set train.lr=1e-4 (default: none)")
+    d.add_argument("-o", "--out", default=None, help="run folder (default: runs/distill-<teacher>-<time>)")
+    _add_data_options(d)
+    _add_run_options(d, "random seed (default: the config's train.seed)")
+    d.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
+                   help="continue the run in --out from checkpoints/last.ckpt, or from CKPT (default: a new run)")
+    d.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run (its checkpoints and logs go)")
+    d.add_argument("--max-steps", type=_count(), default=None, help="stop after this many optimiser steps in all (default: none)")
+    d.add_argument("--max-time", type=_duration, default=None, metavar="DD:HH:MM:SS", help="stop after this wall-clock time (default: none; with neither, the config's train.max_epochs)")
+    d.add_argument("--crop", type=_count(8), default=None, help="train on random crops of this size (default: whole images)")
+    d.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
+    d.add_argument("--workers", type=_count(0), default=0, help="DataLoader worker processes")
+    d.add_argument("--val-every", type=_count(), default=None, help="validate every N steps (default: every "
+                   "train.val_every_n_epochs epochs)")
+    d.add_argument("--val-batches", type=_count(0), default=2, help="validation batches sampled with the student and scored")
+    d.add_argument("--checkpoint-every", type=_count(), default=None, help="also keep stepN.ckpt every N steps (default: none)")
+
 # %% ../nbs/14_cli.ipynb #8d4d49e5
 def _cmd_eval(args, command) -> int:
     import torch
@@ -271,8 +367,8 @@ def _cmd_remove_clouds(args) -> int:
                         bands=bands, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                         max_pixels=args.max_pixels, value_range=args.value_range, keep_clear=args.keep_clear,
                         out_dtype="float32" if args.float32 else None, steps=args.steps, seed=args.seed, samples=args.samples, device=args.device,
-                        progress=not args.quiet, overwrite=args.overwrite, max_work=args.max_work)
-    print(f"written {out}")
+                        progress=not args.quiet, overwrite=args.overwrite, max_work=args.max_work, uncertainty=args.uncertainty)
+    print(f"written {out}" + (f" and its uncertainty {args.uncertainty}" if args.uncertainty else ""))
     return 0
 
 # %% ../nbs/14_cli.ipynb #24ff85a4
@@ -280,7 +376,8 @@ def _add_remove_clouds(sub):
     rc = _command(sub, "remove-clouds", "remove clouds from a GeoTIFF scene of any size (tiled, georeferenced)", """
 emrdm remove-clouds scene.tif --checkpoint model.ckpt -o clear.tif
 emrdm remove-clouds d0.tif --dates d1.tif d2.tif --config sen2mtc --checkpoint sen2mtc.ckpt --value-range 0 10000 -o clear.tif
-emrdm remove-clouds big.tif --checkpoint model.ckpt -o clear.tif --max-work 0          # no limit on the job's size""",
+emrdm remove-clouds big.tif --checkpoint model.ckpt -o clear.tif --max-work 0          # no limit on the job's size
+emrdm remove-clouds scene.tif --checkpoint calibrated.pt --samples 8 --uncertainty std.tif -o clear.tif""",
                   _cmd_remove_clouds)
     rc.add_argument("scene", help="the cloudy GeoTIFF (the first date of a temporal model)")
     _add_model_options(rc, "output GeoTIFF (never one of the inputs)", out_required=True)
@@ -306,6 +403,9 @@ emrdm remove-clouds big.tif --checkpoint model.ckpt -o clear.tif --max-work 0   
     rc.add_argument("--steps", type=_count(), default=None, help="sampler steps (default: the config's sampler.steps)")
     rc.add_argument("--samples", type=_count(), default=1, help="write the mean of this many samples: smoother, with less "
                     "grain, and that many times the work")
+    rc.add_argument("--uncertainty", default=None, metavar="TIF", help="also write the per-pixel uncertainty: the expected "
+                    "absolute error where the model carries a calibration (emrdm calibrate), else the samples' standard "
+                    "deviation; float32, one band per output band, in the output's units, NaN on nodata (needs --samples 2 or more; default: none)")
 
 # %% ../nbs/14_cli.ipynb #c12c628e
 def _cmd_data_check(args) -> int:
@@ -377,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
   emrdm remove-clouds scene.tif --checkpoint runs/tiny/checkpoints/last.ckpt -o clear.tif""")
     p.add_argument("--version", action="version", version=f"emrdm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_configs(sub); _add_train(sub); _add_eval(sub, "test"); _add_eval(sub, "predict"); _add_remove_clouds(sub)
+    _add_configs(sub); _add_train(sub); _add_distill(sub); _add_calibrate(sub); _add_eval(sub, "test"); _add_eval(sub, "predict"); _add_remove_clouds(sub)
     data = _command(sub, "data", "dataset tools: check a dataset, build the L8-CR benchmark", """
 emrdm data check --dataset sen2mtc /data/Sen2_MTC_New
 emrdm data build-l8cr data/L8-CR""")

@@ -21,6 +21,7 @@ from .data.registry import dataset_class
 from . import model as _model
 from .model import EMRDM
 from .samplers import residual_sample
+from .uncertainty import expected_error
 
 # %% auto #0
 __all__ = ['SAMPLE_SEED_STRIDE', 'input_bands', 'tile_starts', 'TiledDenoiser', 'tile_steps', 'check_units', 'off_nodata',
@@ -324,24 +325,29 @@ SAMPLE_SEED_STRIDE = 1_000_003     # sample k of a `samples` mean starts from th
 
 
 def _sample_block(model: EMRDM, den: TiledDenoiser, scene: _Scene, raw: np.ndarray, valid: np.ndarray, win,
-                  sigmas, seed: int, generator, sampler_options: dict, samples: int = 1) -> np.ndarray:
+                  sigmas, seed: int, generator, sampler_options: dict, samples: int = 1, spread: bool = False):
     """The physical-units prediction `[C, h, w]` of the block read through `win`; its initial noise is the scene's
-    (`_cell_noise`). With `samples` > 1, the mean of that many samples (in model space), each from its own scene noise."""
+    (`_cell_noise`). With `samples` > 1, the mean of that many samples (in model space), each from its own scene noise,
+    and with `spread` also their standard deviation in model space (else None)."""
     fill = np.where(np.isfinite(raw) & valid, raw, scene.lo)
     cloudy = torch.from_numpy(to_model_space(fill, scene.lo, scene.hi, scene.clip)).float()            # [T, C, h, w]
     mu, cond = _model_inputs(model.config, cloudy, scene.srcs, scene.n_dates, scene.has_sar, win)
-    dev, total = sigmas.device, 0.0
+    dev, total, total_sq = sigmas.device, 0.0, 0.0
     for k in range(samples):
         noise = _cell_noise(tuple(mu.shape[:-2]), win.row_off, win.col_off, win.height, win.width, seed + k * SAMPLE_SEED_STRIDE)
         pred = residual_sample(den, mu[None].to(dev), sigmas, model.schedule, None if cond is None else cond[None].to(dev),
                                noise=noise[None].to(dev), generator=generator, **_model.sampler_kwargs(model.config.sampler, **sampler_options))
-        total = total + pred[0].double().cpu()
-    return from_model_space((total / samples).numpy(), scene.lo, scene.hi)
+        x = pred[0].double().cpu()
+        total = total + x
+        if spread: total_sq = total_sq + x * x
+    mean = total / samples
+    std = ((total_sq / samples - mean * mean).clamp_min(0) * samples / (samples - 1)).sqrt().numpy() if spread else None
+    return from_model_space(mean.numpy(), scene.lo, scene.hi), std
 
 # %% ../nbs/13_inference.ipynb #b1e30015
 def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tuple, window: tuple, sigmas, seed: int,
-                 sampler_options: dict, samples: int = 1) -> int:
-    "Sample block `core` (read through `window`, see `_blocks`) and write its core to `dst`; the count of valid pixels written."
+                 sampler_options: dict, samples: int = 1, udst=None) -> int:
+    "Sample block `core` (read through `window`, see `_blocks`) and write its core to `dst` (its uncertainty to `udst`); the count of valid pixels."
     from rasterio.windows import Window
     (cy, cx, ch, cw), (y0, x0, y1, x1) = core, window
     win, (ry, rx) = Window(x0, y0, x1 - x0, y1 - y0), (cy - y0, cx - x0)
@@ -350,13 +356,33 @@ def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tup
     if n_valid == 0:                                                        # nothing to sample: nodata, as it came
         if den.progress is not None: den.progress.update(tile_steps([(core, window)], den.tile, den.overlap, (len(sigmas) - 1) * samples)[1])
         dst.write(np.full((C, ch, cw), scene.nodata, dtype=scene.dtype), window=Window(cx, cy, cw, ch))
+        if udst is not None: udst.write(np.full((C, ch, cw), np.nan, dtype="float32"), window=Window(cx, cy, cw, ch))
         return 0
     gen = torch.Generator().manual_seed(seed + 7919 * (cy * scene.srcs[0].width + cx))             # the churn noise
-    phys = _sample_block(model, den, scene, raw, valid, win, sigmas, seed, gen, sampler_options, samples)
+    phys, std = _sample_block(model, den, scene, raw, valid, win, sigmas, seed, gen, sampler_options, samples, udst is not None)
     clear = _read(scene.srcs[-1], 1, window=win) == 0 if scene.keep_clear else None
     values = _file_values(phys, scene.dtype, valid, scene.nodata, clear, raw[0, :C])
     dst.write(values[:, ry:ry + ch, rx:rx + cw], window=Window(cx, cy, cw, ch))
+    if udst is not None:                                                # the expected |error|, in the file's units
+        u = expected_error(torch.from_numpy(std), model.config.uncertainty).numpy() * abs(scene.hi - scene.lo) / 2
+        udst.write(np.where(valid[None], u, np.nan)[:, ry:ry + ch, rx:rx + cw].astype("float32"), window=Window(cx, cy, cw, ch))
     return n_valid
+
+# %% ../nbs/13_inference.ipynb #fd1526ca
+import contextlib
+
+
+@contextlib.contextmanager
+def _uncertainty_file(path, ref, model: EMRDM, samples: int):
+    "The open uncertainty GeoTIFF (float32, NaN as nodata, one band per output band, written atomically), or None without `path`."
+    if path is None: yield None; return
+    import rasterio
+    C, cal = model.config.network.out_channels, model.config.uncertainty
+    what = (f"expected absolute error ({cal.method} calibration, fitted with K={cal.samples} on {cal.fitted_on})"
+            if cal.method else "standard deviation of the samples (the model carries no calibration: emrdm calibrate)")
+    with atomic_path(path) as part, rasterio.open(part, "w", **_output_profile(ref, C, "float32", float("nan"))) as udst:
+        udst.update_tags(uncertainty=what, samples=samples, units="the output's")
+        yield udst
 
 # %% ../nbs/13_inference.ipynb #0c942314
 def remove_clouds(model: EMRDM,                        # the model, e.g. from `emrdm.load`
@@ -379,6 +405,7 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
                   progress: bool = True,               # show a progress bar of tiles x steps
                   overwrite: bool = False,             # replace an existing `out`
                   max_work: int | None = 100_000,      # refuse a job of more tile-steps (tiles x steps); None or 0: no limit
+                  uncertainty=None,                    # also write the per-pixel uncertainty here (float32 GeoTIFF; samples >= 2)
                   **sampler_options                    # sampler settings over the config's, e.g. s_churn=0
                   ) -> Path:                           # `out`
     "Remove clouds from a GeoTIFF (or several co-registered dates); write a GeoTIFF on the same grid to `out`."
@@ -386,9 +413,12 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
     cfg, dates = model.config, [cloudy] if isinstance(cloudy, (str, Path)) else list(cloudy)
     _check_request(cfg, dates, sar, mask, keep_clear, steps)
     if not (isinstance(samples, int) and samples >= 1): raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
+    if uncertainty is not None and samples < 2:
+        raise ValueError(f"an uncertainty map is the spread of several samples: give samples >= 2 (e.g. 8), got {samples}")
     den, dev = TiledDenoiser(model, tile, overlap, batch_size), choose_device(device)
     inputs = dates + [p for p in (sar, mask) if p is not None]
     out = check_output(out, inputs, overwrite)
+    if uncertainty is not None: uncertainty = check_output(uncertainty, inputs + [out], overwrite)
     (lo, hi), clip = _range(cfg, value_range)
     srcs = _open_all(inputs)
     try:
@@ -403,9 +433,13 @@ def remove_clouds(model: EMRDM,                        # the model, e.g. from `e
         out.parent.mkdir(parents=True, exist_ok=True)
         den.progress = tqdm(total=work, desc="remove-clouds (tiles x steps)", disable=not progress)
         with den.progress, reuse_freed_memory(), atomic_path(out) as part, \
-             rasterio.open(part, "w", **_output_profile(ref, cfg.network.out_channels, dtype, scene.nodata)) as dst:
-            for i, d in _descriptions(ref, idx[0], cfg.network.out_channels): dst.set_band_description(i, d)
-            n_valid = sum(_write_block(dst, model, den, scene, core, window, sigmas, seed, sampler_options, samples) for core, window in blocks)
+             rasterio.open(part, "w", **_output_profile(ref, cfg.network.out_channels, dtype, scene.nodata)) as dst, \
+             _uncertainty_file(uncertainty, ref, model, samples) as udst:
+            for i, d in _descriptions(ref, idx[0], cfg.network.out_channels):
+                dst.set_band_description(i, d)
+                if udst is not None: udst.set_band_description(i, f"{d} uncertainty")
+            n_valid = sum(_write_block(dst, model, den, scene, core, window, sigmas, seed, sampler_options, samples, udst)
+                          for core, window in blocks)
             if n_valid == 0:
                 what = "NaN or infinite" if ref.nodata is None else f"nodata ({ref.nodata:g}), NaN or infinite"
                 raise DataError(f"{ref.name}: no valid pixel, every pixel is {what}: there is nothing to remove clouds from")

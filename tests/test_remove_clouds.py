@@ -61,3 +61,51 @@ def test_remove_clouds_samples_writes_the_mean_of_single_samples(tmp_path):
     assert np.allclose(mean, (one + two) / 2, atol=1e-3)
     import pytest
     with pytest.raises(ValueError, match="samples must be"): run("x.tif", samples=0)
+
+
+def test_uncertainty_is_the_spread_of_single_samples_in_file_units(tmp_path):
+    "--uncertainty with samples=3: the standard deviation (K - 1) of the three single-sample runs, float32, NaN on nodata; a calibration scales it."
+    import torch
+    from emrdm.inference import SAMPLE_SEED_STRIDE, remove_clouds
+    from emrdm.model import EMRDM, load_config
+    from emrdm.uncertainty import calibrated
+    from emrdm.config import UncertaintyConfig
+    torch.manual_seed(0)
+    model = EMRDM(load_config("tiny-l8cr")).eval()
+    scene = np.random.default_rng(4).integers(1, 255, (3, 96, 80)); scene[:, :10, :12] = 0
+    write(tmp_path / "scene.tif", scene, "uint8", nodata=0)
+    run = lambda m, name, **kw: remove_clouds(m, tmp_path / "scene.tif", tmp_path / name, tile=64, overlap=16, steps=2,
+                                              out_dtype="float32", progress=False, **kw)
+    run(model, "mean.tif", samples=3, uncertainty=tmp_path / "u.tif")
+    singles = []
+    for k in range(3):
+        with rasterio.open(run(model, f"s{k}.tif", seed=k * SAMPLE_SEED_STRIDE)) as src: singles.append(src.read().astype(np.float64))
+    with rasterio.open(tmp_path / "u.tif") as u, rasterio.open(tmp_path / "scene.tif") as ref:
+        assert (u.crs, u.transform, u.shape, u.count, u.dtypes[0]) == (ref.crs, ref.transform, ref.shape, 3, "float32")
+        assert np.isnan(u.nodata) and "no calibration" in u.tags()["uncertainty"]
+        spread = u.read()
+    want = np.std(np.stack(singles), axis=0, ddof=1)
+    valid = ~(scene == 0).all(0)
+    assert np.isnan(spread[:, ~valid]).all() and np.isfinite(spread[:, valid]).all()
+    np.testing.assert_allclose(spread[:, valid], want[:, valid], rtol=1e-4, atol=1e-3)
+    assert want[:, valid].mean() > 1                                            # the samples do differ
+    cal = calibrated(model, UncertaintyConfig("scale", 2.0, samples=3, fitted_on="a test"))
+    run(cal, "mean2.tif", samples=3, uncertainty=tmp_path / "u2.tif")
+    with rasterio.open(tmp_path / "u2.tif") as u2:
+        np.testing.assert_allclose(u2.read()[:, valid], 2 * spread[:, valid], rtol=1e-5)
+        assert "scale calibration, fitted with K=3 on a test" in u2.tags()["uncertainty"]
+
+
+def test_uncertainty_command_and_its_refusals(tmp_path):
+    write(tmp_path / "scene.tif", np.random.default_rng(5).integers(1, 255, (3, 64, 64)), "uint8")
+    base = [EMRDM, "remove-clouds", tmp_path / "scene.tif", "--config", "tiny-cuhk", *RGB, "--tile", "64", "--overlap", "16",
+            "--steps", "1", "--quiet", "-o", tmp_path / "clear.tif"]
+    one = subprocess.run(base + ["--uncertainty", tmp_path / "u.tif"], capture_output=True, text=True)
+    assert one.returncode == 2 and "give samples >= 2" in one.stderr and not (tmp_path / "clear.tif").exists(), one.stderr
+    same = subprocess.run(base + ["--samples", "2", "--uncertainty", tmp_path / "clear.tif"], capture_output=True, text=True)
+    assert same.returncode != 0 and "would overwrite the input" in same.stderr, same.stderr
+    ok = subprocess.run(base + ["--samples", "2", "--uncertainty", tmp_path / "u.tif"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    with rasterio.open(tmp_path / "u.tif") as u: assert u.count == 3 and u.dtypes[0] == "float32"
+    again = subprocess.run(base + ["--samples", "2", "--uncertainty", tmp_path / "u.tif"], capture_output=True, text=True)
+    assert again.returncode != 0 and "exists" in again.stderr
