@@ -5,13 +5,15 @@
    256x256 tiles split by location, under clouds of the training simulator (`test`) and of an independent
    evaluation family that nothing trains on (`test-ood`);
 2. train tiny-l8cr (one date) for a fixed number of steps on random crops, with new random clouds every epoch;
-3. score it on the held-out tiles of both cloud families against the cloudy input and harmonic inpainting of the
-   cloud mask (PSNR, SSIM, RMSE under the CUHK-CR protocol), draw a before/after figure, and remove clouds from a
-   whole held-out area with `remove_clouds` (a georeferenced GeoTIFF);
-4. train tiny-l8cr-mt (three dates fused by temporal attention) the same way;
-5. score it against the darkest-date composite, the per-pixel median and the mono model on date 0, draw the
+3. distil it into a 1-step student (emrdm.distill) for a fixed number of steps on the same crops;
+4. score both on the held-out tiles of both cloud families against the cloudy input and harmonic inpainting of the
+   cloud mask (PSNR, SSIM, RMSE under the CUHK-CR protocol), the student with as many network evaluations as the
+   teacher, draw a before/after figure, and remove clouds from a whole held-out area with `remove_clouds` (a
+   georeferenced GeoTIFF);
+5. train tiny-l8cr-mt (three dates fused by temporal attention) the same way;
+6. score it against the darkest-date composite, the per-pixel median and the mono model on date 0, draw the
    dates, the result and the temporal attention weights, and remove clouds from the whole area's three dates;
-6. write demo/summary.md with both tables.
+7. write demo/summary.md with both tables.
 """
 import argparse
 import csv
@@ -28,6 +30,7 @@ import torch
 # fresh clone with these counts); the multi-temporal model starts from the mono model's weights, so fewer of its
 # (three times dearer) steps are needed.
 MONO_STEPS, MULTI_STEPS = 960, 540
+DISTILL_STEPS = 250         # the mono model's 1-step student (about 2.6 minutes)
 METRICS = ("PSNR", "SSIM", "RMSE")
 
 
@@ -77,7 +80,7 @@ def budget_bar(total: int, unit: str, desc: str):
     return BudgetBar()
 
 
-STEPS = 6
+STEPS = 7
 
 
 def step(i, text):
@@ -87,7 +90,8 @@ def step(i, text):
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="demo", help="the demo's own folder: its runs, results and GeoTIFFs are replaced on a rerun")
-    ap.add_argument("--steps", type=int, default=None, help=f"train each model this many steps (default: {MONO_STEPS} mono, {MULTI_STEPS} multi)")
+    ap.add_argument("--steps", type=int, default=None, help=f"train each model this many steps (default: {MONO_STEPS} mono, "
+                    f"{DISTILL_STEPS} its 1-step student, {MULTI_STEPS} multi)")
     ap.add_argument("--minutes", type=float, default=None, help="train each model for this wall-clock budget instead of a number of steps")
     ap.add_argument("--samples", type=int, default=4, help="report the mean of this many samples per tile (1: a single sample)")
     ap.add_argument("--cache", default=None, help="where the Landsat-8 scene is kept (default ~/.cache/emrdm)")
@@ -163,6 +167,18 @@ def train(args, config: str, root: Path, run: Path, dataset: str, default_steps:
     return task.ema_model().eval(), done
 
 
+def distil(args, teacher_ckpt: Path, root: Path, run: Path, i: int):
+    "The mono model's 1-step student (emrdm.distill: the teacher's 4-step sample from the same noise, and the clear image), trained in `run`."
+    from emrdm.distill import distill
+    steps = args.steps or DISTILL_STEPS
+    step(i, f"distilling tiny-l8cr into a 1-step student for {steps} steps on the same crops (teacher: 4 steps)")
+    t0 = time.time()
+    task = distill(teacher_ckpt, root, run, student_steps=1, dataset="l8cr", crop=args.crop, max_steps=steps, val_every_n_steps=10**9,
+                   val_batches=0, seed=args.seed, progress=False, overwrite=True, callbacks=[budget_bar(steps, "steps", "    distilling")])
+    print(f"    {task.trainer.global_step} steps in {(time.time() - t0) / 60:.1f} minutes; checkpoint {run / 'checkpoints/last.ckpt'}")
+    return task.ema_model().eval()
+
+
 def warm_start(mono, config: str):
     "A new `config` model (a temporal network) holding the mono model's weights: only the date fusion starts from scratch."
     from emrdm.model import EMRDM, load_config
@@ -214,14 +230,18 @@ def mean_of(rows, split, method, key):
 
 
 # ---- 3. the mono-temporal model ---------------------------------------------------------------------------------
-def score_mono(model, args, root: Path):
-    "Every held-out tile of both families through EMRDM, the cloudy input and harmonic inpainting: (rows, examples)."
+def student_label(k: int) -> str:
+    return "EMRDM 1-step student" + ("" if k == 1 else f" (mean of {k} samples)")
+
+
+def score_mono(model, args, root: Path, student=None):
+    "Every held-out tile of both families through EMRDM (and its student), the cloudy input and harmonic inpainting: (rows, examples)."
     from PIL import Image
     from tqdm.auto import tqdm
     from emrdm.data.cuhk import L8CR
     from emrdm.metrics import image_metrics
     rows, examples = [], []
-    label = emrdm_label(args.samples)
+    label, k_student = emrdm_label(args.samples), args.samples * model.config.sampler.steps    # the teacher's network evaluations
     for split in FAMILIES:
         test = L8CR(root, split=split)
         for i in tqdm(range(len(test)), desc=f"    {split}", leave=False):
@@ -230,23 +250,26 @@ def score_mono(model, args, root: Path):
             mask = np.asarray(Image.open(root / split / "mask" / s["path"])) == 255
             cloudy_u8 = ((s["mu"].numpy() + 1) * 127.5).round().clip(0, 255).transpose(1, 2, 0)
             inp = torch.from_numpy(inpaint(cloudy_u8, mask).transpose(2, 0, 1) / 127.5 - 1).float()
-            for method, p in (("cloudy input", s["mu"]), ("inpainting of the cloud mask", inp), (label, pred)):
+            preds = [("cloudy input", s["mu"]), ("inpainting of the cloud mask", inp), (label, pred)]
+            if student is not None: preds.append((student_label(k_student), sample_mean(student, s["mu"], s["cond"], k_student, args.seed + 100 * i)))
+            for method, p in preds:
                 m = image_metrics(s["target"], p, "cuhk")
                 rows.append({"family": split, "tile": s["path"], "method": method, **{k: m[k] for k in METRICS}})
-            if i in (1, 6): examples.append((split, s, inp, pred))
-    return rows, examples, ["cloudy input", "inpainting of the cloud mask", label]
+            if i in (1, 6): examples.append((split, s, preds[1:]))
+    return rows, examples, [m for m, _ in preds]
 
 
-def draw_mono(examples, path: Path, label: str):
-    "Before/after figure: cloudy, inpainting, EMRDM, truth of two held-out tiles of each family."
+def draw_mono(examples, path: Path):
+    "Before/after figure: cloudy, inpainting, EMRDM (and its student), truth of two held-out tiles of each family."
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(len(examples), 4, figsize=(10, 2.6 * len(examples)), dpi=90, squeeze=False)
-    for r, (split, s, inp, pred) in enumerate(examples):
-        for c, (x, t) in enumerate(((s["mu"], f"cloudy ({'out-of-family' if split == 'test-ood' else 'in-family'})"),
-                                    (inp, "inpainting"), (pred, label), (s["target"], "clear (truth)"))):
-            show(ax[r, c], x, t)
+    cols = 2 + len(examples[0][2])
+    fig, ax = plt.subplots(len(examples), cols, figsize=(2.5 * cols, 2.6 * len(examples)), dpi=90, squeeze=False)
+    for r, (split, s, preds) in enumerate(examples):
+        panels = [(s["mu"], f"cloudy ({'out-of-family' if split == 'test-ood' else 'in-family'})"),
+                  *[(x, t.replace("inpainting of the cloud mask", "inpainting")) for t, x in preds], (s["target"], "clear (truth)")]
+        for c, (x, t) in enumerate(panels): show(ax[r, c], x, t)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -428,18 +451,20 @@ def main(argv=None):
     threads = torch.get_num_threads()
 
     mono, mono_steps = train(args, "tiny-l8cr", roots["L8-CR"], out / "mono", "l8cr", MONO_STEPS, 2)
-    step(3, "mono-temporal: held-out tiles of both cloud families, EMRDM vs the cloudy input vs harmonic inpainting")
-    rows, examples, methods = score_mono(mono, args, roots["L8-CR"])
+    student = distil(args, out / "mono" / "checkpoints" / "last.ckpt", roots["L8-CR"], out / "mono" / "student", 3)
+    step(4, "mono-temporal: held-out tiles of both cloud families, EMRDM and its student vs the cloudy input vs harmonic inpainting")
+    rows, examples, methods = score_mono(mono, args, roots["L8-CR"], student)
     cap = (f"CUHK-CR protocol (uint8 PSNR, per-band SSIM), mean over tiles; tiny-l8cr after {mono_steps} steps "
-           f"({threads} CPU threads), {mono.config.sampler.steps} {mono.config.sampler.solver} steps per sample.")
+           f"({threads} CPU threads), {mono.config.sampler.steps} {mono.config.sampler.solver} steps per sample; its 1-step "
+           f"student after {args.steps or DISTILL_STEPS} distillation steps, one network evaluation per sample.")
     mono_md = write_results(out / "mono", rows, methods, cap)
     print(mono_md)
-    draw_mono(examples, out / "mono" / "figure.png", emrdm_label(args.samples))
+    draw_mono(examples, out / "mono" / "figure.png")
     mono_area = whole_area_mono(mono, args, out / "mono", scene, manifest)
 
-    multi, multi_steps = train(args, "tiny-l8cr-mt", roots["L8-CR-MT"], out / "multi", "l8cr-mt", MULTI_STEPS, 4,
+    multi, multi_steps = train(args, "tiny-l8cr-mt", roots["L8-CR-MT"], out / "multi", "l8cr-mt", MULTI_STEPS, 5,
                                init=warm_start(mono, "tiny-l8cr-mt"))
-    step(5, "multi-temporal: held-out three-date tiles, EMRDM-MT vs the darkest-date composite, the median and the mono model")
+    step(6, "multi-temporal: held-out three-date tiles, EMRDM-MT vs the darkest-date composite, the median and the mono model")
     rows_mt, examples_mt, methods_mt = score_multi(multi, mono, args, roots["L8-CR-MT"])
     cap_mt = (f"CUHK-CR protocol, mean over tiles; tiny-l8cr-mt after {multi_steps} steps, {multi.config.sampler.steps} "
               f"{multi.config.sampler.solver} steps per sample. The three dates are simulated from one real acquisition "
@@ -450,7 +475,7 @@ def main(argv=None):
     draw_attention(examples_mt[0], roots["L8-CR-MT"], out / "multi" / "attention.png")
     multi_area = whole_area_multi(multi, args, out / "multi", scene, manifest)
 
-    step(6, "summary")
+    step(7, "summary")
     minutes = (time.time() - t_start) / 60
     summary = (f"# make demo\n\n{minutes:.1f} minutes on {threads} CPU threads (seed {args.seed}).\n\n"
                f"## One date: tiny-l8cr ({mono_steps} steps)\n\n{mono_md}\nWhole held-out area, out-of-family clouds: "
@@ -459,6 +484,7 @@ def main(argv=None):
     write_text(out / "summary.md", summary)
     print(f"\nDone in {minutes:.1f} minutes. In {out}/:")
     for f in ("summary.md", "mono/results.md", "mono/figure.png", "mono/heldout_emrdm.tif", "mono/checkpoints/last.ckpt",
+              "mono/student/checkpoints/last.ckpt",
               "multi/results.md", "multi/figure.png", "multi/attention.png", "multi/heldout_emrdm.tif",
               "multi/checkpoints/last.ckpt", "data/"):
         print(f"  {out / f}")
