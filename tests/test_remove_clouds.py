@@ -109,3 +109,20 @@ def test_uncertainty_command_and_its_refusals(tmp_path):
     with rasterio.open(tmp_path / "u.tif") as u: assert u.count == 3 and u.dtypes[0] == "float32"
     again = subprocess.run(base + ["--samples", "2", "--uncertainty", tmp_path / "u.tif"], capture_output=True, text=True)
     assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_uncertainty_of_a_temporal_model_and_of_a_one_step_model(tmp_path):
+    "Three dates through a temporal model, and a 1-step sampler (a distilled student's): a finite spread wherever the input is valid."
+    import torch
+    from emrdm.inference import remove_clouds
+    from emrdm.model import EMRDM, load_config
+    torch.manual_seed(0)
+    g = np.random.default_rng(6)
+    dates = [tmp_path / f"d{t}.tif" for t in range(3)]
+    for d in dates: write(d, g.integers(1, 255, (3, 64, 72)), "uint8")
+    for model, src, steps in ((EMRDM(load_config("tiny-l8cr-mt")).eval(), dates, 2), (EMRDM(load_config("tiny-l8cr", {"sampler.steps": 1})).eval(), dates[0], None)):
+        u = remove_clouds(model, src, tmp_path / "clear.tif", tile=64, overlap=16, steps=steps, samples=2, progress=False,
+                          overwrite=True, uncertainty=tmp_path / "u.tif")
+        with rasterio.open(tmp_path / "u.tif") as f:
+            spread = f.read()
+        assert spread.shape == (3, 64, 72) and np.isfinite(spread).all() and spread.mean() > 0.1, (model.config.name, spread.mean())

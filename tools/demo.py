@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Steps of each model, chosen on a 2-core CPU so that the whole demo stays within 20 minutes after the install (15.4 in a
-# fresh clone with these counts); the multi-temporal model starts from the mono model's weights, so fewer of its
-# (three times dearer) steps are needed.
+# Steps of each model, chosen on a 2-core CPU so that the whole demo stays within 20 minutes after the install (19.8 in a
+# fresh clone with these counts, the student included); the multi-temporal model starts from the mono model's weights,
+# so fewer of its (three times dearer) steps are needed.
 MONO_STEPS, MULTI_STEPS = 960, 540
-DISTILL_STEPS = 250         # the mono model's 1-step student (about 2.6 minutes)
+DISTILL_STEPS = 250         # the mono model's 1-step student (2.9 minutes)
 METRICS = ("PSNR", "SSIM", "RMSE")
 
 

@@ -2,7 +2,7 @@
 """`make demo-uncertainty`: calibrated uncertainty maps of `make demo`'s models, measured on the held-out tiles.
 
 For the mono-temporal model (tiny-l8cr) and the multi-temporal one (tiny-l8cr-mt) that `make demo` trained, and for
-1-step students where `make demo-distill` left them:
+1-step students where `make demo-distill` (or, for the mono model, `make demo`) left them:
 1. K posterior samples of every held-out tile of both cloud families (emrdm.uncertainty.spread_and_error);
 2. the rank correlation (Spearman) of the spread with the absolute error of the mean, per pixel;
 3. calibration fitted on one family and scored on the other (both ways): UCE of the raw spread, of the scale map
@@ -87,7 +87,7 @@ def run_model(args, label: str, model, root: Path, dataset_cls, kind: str, out: 
         figs[split] = dict(spread=spread, err=err, u_i=u_i, u_s=u_s, cls=cls)
     lines += ["", "UCE in model space ([-1, 1]); the medians in uint8 values (0..255), isotonic calibration, pixels whose "
               "cloud masks say clear (some date clear of cloud and shadow) or thick cloud (every date under cloud).", ""]
-    draw(label, res, figs, cal_i_of={s: calibration(*flat[FIT_ON[s]], "isotonic", K) for s in res}, path=out / f"{label.split()[0]}.png")
+    draw(label, res, figs, cal_i_of={s: calibration(*flat[FIT_ON[s]], "isotonic", K) for s in res}, path=out / f"{label.replace('(', '').replace(')', '').replace(' ', '_')}.png")
     return "\n".join(lines)
 
 
@@ -142,8 +142,9 @@ def main(argv=None):
     parts = []
     for kind, (data, cls) in dict(mono=("L8-CR", L8CR), multi=("L8-CR-MT", L8CRMT)).items():
         if args.only not in (None, kind): continue
-        ckpts = [(f"{kind} (4 steps)", demo / kind / "checkpoints/last.ckpt"),
-                 (f"{kind} 1-step student", demo / "distill" / f"{kind}-student1/checkpoints/last.ckpt")]
+        students = [demo / "distill" / f"{kind}-student1/checkpoints/last.ckpt", demo / kind / "student/checkpoints/last.ckpt"]
+        ckpts = [(f"{kind} (4 steps)", demo / kind / "checkpoints/last.ckpt"),                  # make demo-distill's student, else make demo's
+                 (f"{kind} 1-step student", next((p for p in students if p.is_file()), students[0]))]
         for label, ck in ckpts:
             if not ck.is_file(): print(f"    {ck}: not there, skipped"); continue
             print(f"\n[{label}] {ck}")
