@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 2
 
 help:
 	@echo "make demo     install, then EMRDM end to end on real Landsat-8 imagery, one date (and its 1-step student) and three, on this CPU (about 19 minutes on 2 cores)"
-	@echo "make demo-distill  after make demo: 1-step students of its two models, scored against them (about 15 minutes)"
+	@echo "make demo-distill  after make demo: 1-step students of its two models, scored against them (about 17 minutes)"
 	@echo "make demo-uncertainty  after make demo (and demo-distill): calibrated uncertainty maps of its models, measured"
 	@echo "make test     install into $(VENV) if needed, then run the notebook tests and pytest"
 	@echo "make paper DATA=/data                 train and evaluate every row of the paper with papermill (GPU)"
