@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .config import Config, load_config
 from .core import check_output, randn_like
-from .model import EMRDM, sampler_kwargs
+from .model import EMRDM
 from .samplers import residual_sample
 from .schedule import MeanSchedule, karras_sigmas
 from .train import EMRDMTask, _batch_inputs, fit
@@ -89,8 +89,7 @@ def training_step(self: DistillTask, batch, batch_idx):
     x0, mu, cond = _batch_inputs(self.model, batch)
     g = torch.Generator(device=x0.device).manual_seed(self._seed(batch_idx, 0))
     t = self.teacher
-    opts = sampler_kwargs(t.config.sampler, s_churn=0.0)
-    opts = {k: v for k, v in opts.items() if k == "solver"}
+    opts = {"solver": t.config.sampler.solver}                       # deterministic: the teacher's solver, no churn
     loss, gap = distill_loss(self.model.denoise, t.denoise, x0, mu, cond, randn_like(mu, g), schedule=self.model.schedule,
                              student_sigmas=self.model.sigmas(device=x0.device, dtype=x0.dtype),
                              teacher_sigmas=t.sigmas(device=x0.device, dtype=x0.dtype), gt_weight=self.gt_weight,
