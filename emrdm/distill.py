@@ -108,7 +108,7 @@ def distill(teacher,                       # the teacher: a checkpoint path (any
             resume=None,                   # continue the run: True (its last.ckpt) or a checkpoint path
             **fit_kwargs                   # `fit`'s: nir_root, max_steps, max_time, overwrite, crop, dataset, seed, ...
            ) -> DistillTask:
-    "Distil `teacher` into a student of `student_steps` steps, trained in `out_dir`; returns the task (its `ema_model()` is the student)."
+    "Distil `teacher` into a student of `student_steps` steps, trained in `out_dir`; returns the task (its `ema_model()` is the student). A teacher given as an `EMRDM` is put in eval mode, without gradients, on the training device."
     from emrdm.checkpoint import load
     if isinstance(teacher, (str, os.PathLike)):
         check_output(out_dir, [teacher], overwrite=True, folder=True)        # the teacher is an input: never under the run

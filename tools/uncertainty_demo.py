@@ -60,7 +60,7 @@ def tile_scores(r, dataset) -> dict:
 
 
 def run_model(args, label: str, model, root: Path, dataset_cls, kind: str, out: Path):
-    from emrdm.uncertainty import calibration, expected_error, reliability, spearman, spread_and_error, uce
+    from emrdm.uncertainty import calibration, expected_error, spearman, spread_and_error, uce
     K, res, figs = args.samples, {}, {}
     for split in FAMILIES:
         ds = dataset_cls(root, split=split)
