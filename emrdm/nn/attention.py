@@ -112,33 +112,12 @@ def _regions(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
     return t
 
 # %% ../../nbs/05_attention.ipynb #2fdfc126
-class _Windows(torch.autograd.Function):
-    "Tile j's keys: `rows * cols` positions from position `j * tile * cols` of a flat buffer of column strips, as a view."
-    @staticmethod
-    def forward(ctx, flat: Tensor, n: int, tiles: int, rows: int, cols: int, d: int, tile: int) -> Tensor:
-        ctx.shape = (flat.numel(), n * tiles, rows * cols * d, tile * cols * d)
-        return flat.as_strided((n, tiles, rows * cols, d), (tiles * tile * cols * d, tile * cols * d, d, 1))
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        numel, windows, size, step = ctx.shape
-        out, grad = grad.new_zeros(numel), grad.reshape(windows, size)
-        phases = -(-size // step)                    # windows `phases` apart do not overlap: add them in one go
-        for p in range(phases):
-            m = len(range(p, windows, phases))
-            out.as_strided((m, size), (phases * step, 1), p * step).add_(grad[p::phases])
-        return out, None, None, None, None, None, None
-
-# %% ../../nbs/05_attention.ipynb #c08a15f1
 def _strips(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
-    "The column strips of `t [B, H, W, nh, d]`, `[B*nh, ntx, nty*th, Rx, d]` flat between margins of k//2 rows of zeros."
+    "The column strips of `t [B, H, W, nh, d]`, `[B*nh, ntx, nty*th, Rx, d]` flat between margins of k//2 rows of zeros; columns off the map are zeros."
     B, H, W, nh, d = t.shape
     half, (ux, kx, _) = kernel_size // 2, _axis_tiles(W, kernel_size, tw, t.device)
     ntx, Rx, Hs = kx.shape[0], kx.shape[1], -(-H // th) * th
-    if t.requires_grad:   # index_select for its fast backward; columns off the map repeat the edge (masked: any finite value)
-        cols = t.index_select(2, kx.clamp(0, W - 1).flatten()).unflatten(2, (ntx, Rx))  # [B, H, ntx, Rx, nh, d]
-    else:                 # a view of the zero-padded columns
-        cols = F.pad(t, [0, 0, 0, 0, half, ntx * tw + kernel_size - 1 - half - W]).unfold(2, Rx, tw).movedim(-1, 3)
+    cols = F.pad(t, [0, 0, 0, 0, half, ntx * tw + kernel_size - 1 - half - W]).unfold(2, Rx, tw).movedim(-1, 3)  # a view
     margin = half * Rx * d
     flat = t.new_empty(2 * margin + B * nh * ntx * Hs * Rx * d)
     flat[:margin].zero_(); flat[flat.numel() - margin:].zero_()
@@ -147,13 +126,42 @@ def _strips(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
     body[:, :, :, :H] = cols.permute(0, 4, 2, 1, 3, 5)
     return flat
 
+# %% ../../nbs/05_attention.ipynb #c08a15f1
+class _StripWindows(torch.autograd.Function):
+    "Each tile's key region as a view of `_strips(t)`: tile j's `Ry*Rx` keys start `j * th * Rx * d` numbers into it."
+    @staticmethod
+    def forward(ctx, t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
+        B, H, W, nh, d = t.shape
+        (nty, Ry), (ntx, Rx) = (_axis_tiles(L, kernel_size, tl, t.device)[1].shape for L, tl in ((H, th), (W, tw)))
+        flat, n, tiles, step = _strips(t, kernel_size, th, tw), B * nh, ntx * nty, th * Rx * d
+        ctx.dims = (t.shape, kernel_size, tw, flat.numel(), step, ntx, Rx, nty * th)
+        return flat.as_strided((n, tiles, Ry * Rx, d), (tiles * step, step, d, 1))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (B, H, W, nh, d), k, tw, numel, step, ntx, Rx, Hs = ctx.dims
+        (n, tiles, size), flat = grad.shape[:3], grad.new_zeros(numel)
+        # windows that may share numbers go to different passes: tiles `phases` apart, batch entries 2 apart
+        phases, every = -(-size * d // step), (2 if n > 1 else 1)
+        for b in range(every):
+            for p in range(phases):
+                g = grad[b::every, p::phases]                                   # any strides: no copy of the gradient
+                flat.as_strided(g.shape, (every * tiles * step, phases * step, d, 1), (b * tiles + p) * step).add_(g)
+        body = flat[(k // 2) * Rx * d:numel - (k // 2) * Rx * d].view(B, nh, ntx, Hs, Rx, d)[:, :, :, :H]
+        out = grad.new_zeros(B, H, ntx * tw + k - 1, nh, d)                     # the map with k//2 columns of margin
+        s, apart = out.stride(), -(-Rx // tw)                                   # strips `apart` apart do not overlap
+        for p in range(apart):
+            g = body[:, :, p::apart]                                            # [B, nh, strips, H, Rx, d]
+            out.as_strided(g.shape, (s[0], s[3], apart * tw * s[2], s[1], s[2], 1), p * tw * s[2]).add_(g)
+        return out[:, :, k // 2:k // 2 + W], None, None, None
+
 # %% ../../nbs/05_attention.ipynb #963fd6c5
 def _key_tiles(t: Tensor, kernel_size: int, th: int, tw: int) -> Tensor:
     "Each tile's key region, `[B, H, W, nh, d]` -> `[B*nh, tiles, Ry*Rx, d]`, tiles column by column."
     B, H, W, nh, d = t.shape
     (uy, ky, _), (ux, kx, _) = _axis_tiles(H, kernel_size, th, t.device), _axis_tiles(W, kernel_size, tw, t.device)
     (nty, Ry), (ntx, Rx) = ky.shape, kx.shape
-    if uy and ux: return _Windows.apply(_strips(t, kernel_size, th, tw), B * nh, ntx * nty, Ry, Rx, d, th)
+    if uy and ux: return _StripWindows.apply(t, kernel_size, th, tw)
     return _regions(t, kernel_size, th, tw).permute(0, 5, 3, 1, 2, 4, 6).reshape(B * nh, ntx * nty, Ry * Rx, d)
 
 # %% ../../nbs/05_attention.ipynb #867befec
