@@ -226,7 +226,7 @@ def _cmd_calibrate(args) -> int:
     import torch
     from emrdm.core import check_output, choose_device
     from emrdm.data.registry import _dataset_name, dataset_class, make_dataset
-    from emrdm.uncertainty import calibrated, calibration, expected_error, spearman, spread_and_error, uce
+    from emrdm.uncertainty import calibrated, expected_error, fit_maps, local_spread, spearman, spread_and_error, uce
     model, cfg = _model_and_config(args)
     name = _dataset_name(cfg, args.dataset)
     split = args.split or dataset_class(name).val_split
@@ -234,13 +234,24 @@ def _cmd_calibrate(args) -> int:
     ds = make_dataset(cfg, args.data, split, args.nir, args.dataset)
     r = spread_and_error(model.to(choose_device(args.device)), ds, args.samples, args.seed or 0, args.max_images,
                          progress=not args.quiet)
-    spread, error = torch.cat([t.flatten() for t in r.spread]), torch.cat([t.flatten() for t in r.error])
-    cal = calibration(spread, error, args.method, samples=args.samples, fitted_on=f"{name} {split} split, {len(r.spread)} images")
+    cal = fit_maps(r.spread, r.error, args.method, args.samples, f"{name} {split} split, {len(r.spread)} images", args.smooth)
     calibrated(model.cpu(), cal).save(out)
-    print(f"{len(r.spread)} images of {name} {split}, K = {args.samples}: Spearman(spread, |error|) {spearman(spread, error.abs()):.3f}; "
-          f"UCE {uce(spread, error):.4f} -> {uce(expected_error(spread, cal), error):.4f} ({args.method}, model space, on the "
-          f"fitting data)\nthe calibrated model: {out}")
+    flat = lambda maps: torch.cat([t.flatten() for t in maps])
+    spread, error, u = flat(r.spread), flat(r.error), flat([expected_error(s, cal) for s in r.spread])
+    smoothed = flat([local_spread(s, cal.smooth) for s in r.spread])
+    print(f"{len(r.spread)} images of {name} {split}, K = {args.samples}: Spearman(spread, |error|) {spearman(spread, error.abs()):.3f}, "
+          f"averaged over {cal.smooth}x{cal.smooth} pixels {spearman(smoothed, error.abs()):.3f}; UCE {uce(spread, error):.4f} -> "
+          f"{uce(u, error):.4f} ({args.method}, model space, on the fitting data)\nthe calibrated model: {out}")
     return 0
+
+# %% ../nbs/14_cli.ipynb #bbbeb5f2
+def _window(text: str):
+    "argparse type of --smooth: 'auto' or an odd whole number >= 1."
+    if text == "auto": return text
+    try: value = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"expects 'auto' or an odd whole number, got {text!r}") from None
+    if value < 1 or value % 2 == 0: raise argparse.ArgumentTypeError(f"must be odd and at least 1 (a window centred on the pixel), got {value}")
+    return value
 
 # %% ../nbs/14_cli.ipynb #6964033d
 def _add_calibrate(sub):
@@ -253,6 +264,8 @@ emrdm remove-clouds scene.tif --checkpoint calibrated.pt --samples 8 --uncertain
     c.add_argument("--split", default=None, help="the split to fit on (default: the dataset's validating split)")
     c.add_argument("--samples", type=_count(2), default=8, help="K, samples per image")
     c.add_argument("--method", choices=("scale", "isotonic"), default="scale", help="one scale factor, or a non-decreasing map")
+    c.add_argument("--smooth", type=_window, default="auto", help="average the spread over N x N pixels first (odd N), or 'auto': "
+                   "the window of 1, 3, 5, 9 that ranks the errors best on the fitting data (default: auto)")
     c.add_argument("--max-images", type=_count(), default=None, help="fit on the first N images only (default: all)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 

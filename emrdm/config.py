@@ -122,6 +122,7 @@ class UncertaintyConfig:
     error: list | None = None                      # ... and the expected |error| at each (non-decreasing), linear between
     samples: int | None = None                     # the K the map was fitted with
     fitted_on: str | None = None                   # what it was fitted on, in words
+    smooth: int = 1                                # the spread is first averaged over smooth x smooth pixels (odd; 1: not)
 
 # %% ../nbs/08_config.ipynb #d2b2897c
 @dataclass
@@ -214,6 +215,8 @@ def config_from_dict(d: dict) -> Config:
 # %% ../nbs/08_config.ipynb #254720d4
 def _check_uncertainty(u: UncertaintyConfig) -> None:
     "A calibration map that can be applied: its method's numbers present and in order."
+    if isinstance(u.smooth, bool) or not isinstance(u.smooth, int) or u.smooth < 1 or u.smooth % 2 == 0:
+        raise ConfigError(f"uncertainty.smooth must be an odd whole number >= 1 (a window centred on the pixel), got {u.smooth!r}")
     if u.method is None: return
     if u.method == "scale":
         if u.scale is None or not (math.isfinite(u.scale) and u.scale > 0):

@@ -364,7 +364,7 @@ def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tup
     values = _file_values(phys, scene.dtype, valid, scene.nodata, clear, raw[0, :C])
     dst.write(values[:, ry:ry + ch, rx:rx + cw], window=Window(cx, cy, cw, ch))
     if udst is not None:                                                # the expected |error|, in the file's units
-        u = expected_error(torch.from_numpy(std), model.config.uncertainty).numpy() * abs(scene.hi - scene.lo) / 2
+        u = expected_error(torch.from_numpy(std), model.config.uncertainty, torch.from_numpy(valid)).numpy() * abs(scene.hi - scene.lo) / 2
         udst.write(np.where(valid[None], u, np.nan)[:, ry:ry + ch, rx:rx + cw].astype("float32"), window=Window(cx, cy, cw, ch))
     return n_valid
 
@@ -378,7 +378,8 @@ def _uncertainty_file(path, ref, model: EMRDM, samples: int):
     if path is None: yield None; return
     import rasterio
     C, cal = model.config.network.out_channels, model.config.uncertainty
-    what = (f"expected absolute error ({cal.method} calibration, fitted with K={cal.samples} on {cal.fitted_on})"
+    window = f" of the spread averaged over {cal.smooth}x{cal.smooth} pixels" if cal.smooth > 1 else ""
+    what = (f"expected absolute error ({cal.method} calibration{window}, fitted with K={cal.samples} on {cal.fitted_on})"
             if cal.method else "standard deviation of the samples (the model carries no calibration: emrdm calibrate)")
     with atomic_path(path) as part, rasterio.open(part, "w", **_output_profile(ref, C, "float32", float("nan"))) as udst:
         udst.update_tags(uncertainty=what, samples=samples, units="the output's")

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -18,9 +19,9 @@ from .core import reuse_freed_memory
 from .model import EMRDM
 
 # %% auto #0
-__all__ = ['Posterior', 'sample_seed', 'posterior', 'fit_scale', 'pool_adjacent_violators', 'fit_isotonic', 'expected_error',
-           'calibration', 'average_ranks', 'spearman', 'reliability', 'uce', 'Spread', 'spread_and_error',
-           'fit_calibration', 'calibrated']
+__all__ = ['Posterior', 'sample_seed', 'posterior', 'local_spread', 'fit_scale', 'pool_adjacent_violators', 'fit_isotonic',
+           'expected_error', 'calibration', 'average_ranks', 'spearman', 'reliability', 'uce', 'fit_maps', 'Spread',
+           'spread_and_error', 'fit_calibration', 'calibrated']
 
 # %% ../nbs/12_uncertainty.ipynb #39542ee0
 class Posterior(NamedTuple):
@@ -62,6 +63,21 @@ def posterior(model: EMRDM,                 # the model (its config's sampler un
             for (b, k), xi in zip(chunk, x): out[k, b] = xi
     return Posterior(out.mean(0), out.std(0, correction=1), out if keep_samples else None)
 
+# %% ../nbs/12_uncertainty.ipynb #b6765956
+def local_spread(spread: Tensor,               # `[..., H, W]`
+                 size: int,                    # the window, odd; 1: `spread` unchanged
+                 valid: Tensor | None = None,  # `[H, W]`, the pixels to count (default: all)
+                ) -> Tensor:
+    "The mean of `spread` over each pixel's `size` x `size` window, counting only the valid pixels inside the map."
+    if size == 1: return spread
+    if size < 1 or size % 2 == 0: raise ValueError(f"the window must be an odd size >= 1, got {size}")
+    H, W = spread.shape[-2:]
+    s = spread.reshape(-1, 1, H, W).double()
+    w = torch.ones(1, 1, H, W, dtype=s.dtype, device=s.device) if valid is None else valid.to(s).reshape(1, 1, H, W)
+    box = lambda t: F.avg_pool2d(t, size, 1, size // 2, count_include_pad=True)   # the zero padding adds nothing
+    num, den = box(s * w), box(w)
+    return torch.where(den > 0, num / den.clamp_min(1e-300), s).reshape(spread.shape).to(spread.dtype)
+
 # %% ../nbs/12_uncertainty.ipynb #eb9c7fc3
 def _flat(t) -> np.ndarray:
     return (t.detach().cpu().double().numpy() if isinstance(t, Tensor) else np.asarray(t, np.float64)).ravel()
@@ -99,23 +115,25 @@ def fit_isotonic(spread, error, bins: int = 32) -> tuple[list, list]:
     return x[keep].tolist(), y[keep].tolist()
 
 # %% ../nbs/12_uncertainty.ipynb #d07845e7
-def expected_error(spread: Tensor,             # the samples' standard deviation, model space
+def expected_error(spread: Tensor,             # the samples' standard deviation `[..., H, W]`, model space
                    cal: UncertaintyConfig | None,  # a model's `config.uncertainty`; None or uncalibrated: the spread itself
+                   valid: Tensor | None = None,    # `[H, W]`: the pixels the window average counts (default: all)
                   ) -> Tensor:
     "The calibrated uncertainty: the absolute error to expect at each pixel, in model space."
     if cal is None or cal.method is None: return spread
+    spread = local_spread(spread, cal.smooth, valid)
     if cal.method == "scale": return spread * cal.scale
     x = np.asarray(cal.spread); y = np.asarray(cal.error)
     return torch.from_numpy(np.interp(spread.detach().cpu().double().numpy(), x, y)).to(spread)
 
 
 def calibration(spread, error, method: str = "scale", samples: int | None = None, fitted_on: str | None = None,
-                bins: int = 32) -> UncertaintyConfig:
-    "The `uncertainty` configuration that maps `spread` to the expected |`error`| by `method` ('scale' or 'isotonic')."
-    if method == "scale": return UncertaintyConfig("scale", fit_scale(spread, error), samples=samples, fitted_on=fitted_on)
+                bins: int = 32, smooth: int = 1) -> UncertaintyConfig:
+    "The `uncertainty` configuration that maps `spread` (already averaged by `local_spread(..., smooth)`) to the expected |`error`| by `method` ('scale' or 'isotonic')."
+    if method == "scale": return UncertaintyConfig("scale", fit_scale(spread, error), samples=samples, fitted_on=fitted_on, smooth=smooth)
     if method == "isotonic":
         x, y = fit_isotonic(spread, error, bins)
-        return UncertaintyConfig("isotonic", spread=x, error=y, samples=samples, fitted_on=fitted_on)
+        return UncertaintyConfig("isotonic", spread=x, error=y, samples=samples, fitted_on=fitted_on, smooth=smooth)
     raise ValueError(f"method must be 'scale' or 'isotonic', got {method!r}")
 
 # %% ../nbs/12_uncertainty.ipynb #649520ed
@@ -146,6 +164,24 @@ def uce(u, error, bins: int = 20) -> float:
     mu_, me, n = reliability(u, error, bins)
     return float((n * np.abs(me - mu_)).sum() / n.sum())
 
+# %% ../nbs/12_uncertainty.ipynb #632e14e5
+def fit_maps(spreads: list,                  # per image, the spread `[C, H, W]`
+             errors: list,                   # per image, the error of the mean `[C, H, W]`
+             method: str = "scale",          # 'scale' or 'isotonic'
+             samples: int | None = None,     # the K, for the record
+             fitted_on: str | None = None,   # what the images are, for the record
+             smooth: int | str = "auto",     # the window of `local_spread`, or 'auto'
+             sizes: tuple = (1, 3, 5, 9),    # the windows 'auto' chooses from
+             max_pixels: int = 1_000_000,    # 'auto' ranks at most this many pixels
+            ) -> UncertaintyConfig:
+    "The calibration of per-image spread maps against the errors of the mean, the spread averaged over `smooth` pixels first."
+    error = torch.cat([e.flatten() for e in errors])
+    flat = lambda k: torch.cat([local_spread(s, k).flatten() for s in spreads])
+    if smooth == "auto":
+        pick = torch.randperm(len(error), generator=torch.Generator().manual_seed(0))[:max_pixels]
+        smooth = max(sizes, key=lambda k: spearman(flat(k)[pick], error[pick].abs()))
+    return calibration(flat(smooth), error, method, samples, fitted_on, smooth=smooth)
+
 # %% ../nbs/12_uncertainty.ipynb #02af7615
 class Spread(NamedTuple):
     "Per image of a dataset: the K-sample spread, the mean's and one sample's errors (model space), and the prediction."
@@ -171,12 +207,12 @@ def spread_and_error(model: EMRDM, dataset, samples: int = 8, seed: int = 0, max
 
 # %% ../nbs/12_uncertainty.ipynb #90ac9201
 def fit_calibration(model: EMRDM, dataset, samples: int = 8, method: str = "scale", seed: int = 0,
-                    max_images: int | None = None, what: str | None = None, progress: bool = True, **kwargs) -> UncertaintyConfig:
-    "The calibration of `model`'s K-sample spread on `dataset` (`what` says which data, for the record)."
+                    max_images: int | None = None, what: str | None = None, progress: bool = True, smooth: int | str = "auto",
+                    **kwargs) -> UncertaintyConfig:
+    "The calibration of `model`'s K-sample spread on `dataset` (`what` says which data, for the record); `smooth` as in `fit_maps`."
     r = spread_and_error(model, dataset, samples, seed, max_images, progress=progress, **kwargs)
-    spread, error = torch.cat([t.flatten() for t in r.spread]), torch.cat([t.flatten() for t in r.error])
     where = what or f"{type(dataset).__name__}, {len(r.spread)} images"
-    return calibration(spread, error, method, samples=samples, fitted_on=where)
+    return fit_maps(r.spread, r.error, method, samples, where, smooth)
 
 
 def calibrated(model: EMRDM, cal: UncertaintyConfig) -> EMRDM:

@@ -94,6 +94,24 @@ def test_uncertainty_is_the_spread_of_single_samples_in_file_units(tmp_path):
     with rasterio.open(tmp_path / "u2.tif") as u2:
         np.testing.assert_allclose(u2.read()[:, valid], 2 * spread[:, valid], rtol=1e-5)
         assert "scale calibration, fitted with K=3 on a test" in u2.tags()["uncertainty"]
+    # a calibration with a 3x3 window: twice the mean of the spread over each pixel's window of valid pixels, the same
+    # when the scene is sampled in blocks (their halo, the overlap, covers the window)
+    def window_mean(s, ok):
+        out = np.full(s.shape, np.nan)
+        for y in range(s.shape[1]):
+            for x in range(s.shape[2]):
+                ys, xs = slice(max(y - 1, 0), y + 2), slice(max(x - 1, 0), x + 2)
+                if ok[y, x]: out[:, y, x] = s[:, ys, xs][:, ok[ys, xs]].mean(1)
+        return out
+    cal3 = calibrated(model, UncertaintyConfig("scale", 2.0, samples=3, fitted_on="a test", smooth=3))
+    for name, kw in (("whole", {}), ("blocks", dict(max_pixels=48 * 48))):
+        run(model, f"m-{name}.tif", samples=3, uncertainty=tmp_path / f"raw-{name}.tif", **kw)
+        run(cal3, f"m3-{name}.tif", samples=3, uncertainty=tmp_path / f"u3-{name}.tif", **kw)
+        with rasterio.open(tmp_path / f"raw-{name}.tif") as r, rasterio.open(tmp_path / f"u3-{name}.tif") as u3:
+            raw, got = r.read().astype(np.float64), u3.read()
+            assert "averaged over 3x3 pixels" in u3.tags()["uncertainty"]
+        np.testing.assert_allclose(got[:, valid], 2 * window_mean(raw, valid)[:, valid], rtol=1e-5)
+        assert np.isnan(got[:, ~valid]).all()
 
 
 def test_uncertainty_command_and_its_refusals(tmp_path):

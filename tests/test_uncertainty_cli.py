@@ -28,6 +28,12 @@ def test_calibrate_then_remove_clouds_with_uncertainty(tmp_path):
     assert (cal.method, cal.samples, cal.fitted_on) == ("isotonic", 3, "cuhk-cr1 test split, 2 images") and len(cal.spread) >= 2
     again = run("calibrate", "--config", "tiny-cuhk", *RGB, "--data", tmp_path / "data", "--split", "test", "-o", tmp_path / "cal.pt")
     assert again.returncode != 0 and "exists" in again.stderr
+    even = run("calibrate", "--config", "tiny-cuhk", *RGB, "--data", tmp_path / "data", "--smooth", 4, "-o", tmp_path / "c4.pt")
+    assert even.returncode == 2 and "--smooth: must be odd" in even.stderr and not (tmp_path / "c4.pt").exists()
+    five = run("calibrate", "--config", "tiny-cuhk", *RGB, "--data", tmp_path / "data", "--split", "test", "--samples", 2,
+               "--smooth", 5, "--quiet", "-o", tmp_path / "c5.pt")
+    assert five.returncode == 0 and "averaged over 5x5 pixels" in five.stdout, five.stderr[-2000:]
+    assert load(tmp_path / "c5.pt").config.uncertainty.smooth == 5
     with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", height=64, width=64, count=3, dtype="uint8", crs="EPSG:32621",
                        transform=from_origin(300000, 6000000, 30, 30)) as dst:
         dst.write(np.random.default_rng(0).integers(1, 255, (3, 64, 64)).astype("uint8"))
@@ -36,7 +42,8 @@ def test_calibrate_then_remove_clouds_with_uncertainty(tmp_path):
     assert rc.returncode == 0, rc.stderr[-3000:]
     assert rc.stdout.strip() == f"written {tmp_path / 'clear.tif'} and its uncertainty {tmp_path / 'u.tif'}"
     with rasterio.open(tmp_path / "u.tif") as u:
-        assert "isotonic calibration, fitted with K=3 on cuhk-cr1 test split, 2 images" in u.tags()["uncertainty"]
+        window = f" of the spread averaged over {cal.smooth}x{cal.smooth} pixels" if cal.smooth > 1 else ""
+        assert f"isotonic calibration{window}, fitted with K=3 on cuhk-cr1 test split, 2 images" in u.tags()["uncertainty"]
         values = u.read()
     lo, hi = min(cal.error) * 127.5, max(cal.error) * 127.5                    # the map's range, in file units (0..255)
     assert values.min() >= lo - 1e-3 and values.max() <= hi + 1e-3

@@ -60,7 +60,7 @@ def tile_scores(r, dataset) -> dict:
 
 
 def run_model(args, label: str, model, root: Path, dataset_cls, kind: str, out: Path):
-    from emrdm.uncertainty import calibration, expected_error, spearman, spread_and_error, uce
+    from emrdm.uncertainty import expected_error, fit_maps, spearman, spread_and_error, uce
     K, res, figs = args.samples, {}, {}
     for split in FAMILIES:
         ds = dataset_cls(root, split=split)
@@ -69,25 +69,28 @@ def run_model(args, label: str, model, root: Path, dataset_cls, kind: str, out: 
         res[split] = dict(r=r, ds=ds, secs=(time.time() - t0) / len(ds), masks=masks(root, split, ds, kind))
     lines = [f"### {label}", "", f"K = {K} samples of {model.config.sampler.steps} step(s): {K * model.config.sampler.steps} "
              f"network evaluations per tile; {res['test']['secs']:.2f} s per 256x256 tile on this CPU.", "",
-             "| held-out family | Spearman | UCE raw spread | UCE scale | UCE isotonic | scale fitted on the other family | "
-             "PSNR one sample / mean of K | SSIM one sample / mean of K | median uncertainty clear / thick cloud |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    flat = {s: (torch.cat([t.flatten() for t in v["r"].spread]), torch.cat([t.flatten() for t in v["r"].error])) for s, v in res.items()}
+             "| held-out family | Spearman raw spread / calibrated | window (fitted on the other family) | UCE raw spread | UCE scale | "
+             "UCE isotonic | scale fitted on the other family | PSNR one sample / mean of K | SSIM one sample / mean of K | "
+             "median uncertainty clear / thick cloud |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    flat = lambda maps: torch.cat([t.flatten() for t in maps])
+    cals = {split: {m: fit_maps(v["r"].spread, v["r"].error, m, K) for m in ("scale", "isotonic")} for split, v in res.items()}
     for split, v in res.items():
-        spread, err = flat[split]
-        fs, fe = flat[FIT_ON[split]]
-        cal_s, cal_i = calibration(fs, fe, "scale", K), calibration(fs, fe, "isotonic", K)
-        u_s, u_i = expected_error(spread, cal_s), expected_error(spread, cal_i)
+        spread, err = flat(v["r"].spread), flat(v["r"].error)
+        cal_s, cal_i = cals[FIT_ON[split]]["scale"], cals[FIT_ON[split]]["isotonic"]
+        u_s, u_i = (flat([expected_error(t, c) for t in v["r"].spread]) for c in (cal_s, cal_i))
         cls = np.concatenate([np.broadcast_to(m, t.shape).ravel() for m, t in zip(v["masks"], v["r"].spread)])
         med_clear, med_cloud = (float(np.median(u_i.numpy()[cls == c])) * 127.5 for c in (0, 2))
         sc = tile_scores(v["r"], v["ds"])
-        lines.append(f"| {FAMILIES[split].split(' (')[0]} | {spearman(spread, err.abs()):.3f} | {uce(spread, err):.4f} | {uce(u_s, err):.4f} | "
+        lines.append(f"| {FAMILIES[split].split(' (')[0]} | {spearman(spread, err.abs()):.3f} / {spearman(u_s, err.abs()):.3f} | "
+                     f"{cal_s.smooth}x{cal_s.smooth} | {uce(spread, err):.4f} | {uce(u_s, err):.4f} | "
                      f"{uce(u_i, err):.4f} | {cal_s.scale:.2f} | {sc['PSNR'][0]:.2f} / {sc['PSNR'][1]:.2f} | "
                      f"{sc['SSIM'][0]:.4f} / {sc['SSIM'][1]:.4f} | {med_clear:.2f} / {med_cloud:.2f} |")
         figs[split] = dict(spread=spread, err=err, u_i=u_i, u_s=u_s, cls=cls)
-    lines += ["", "UCE in model space ([-1, 1]); the medians in uint8 values (0..255), isotonic calibration, pixels whose "
+    lines += ["", "Spearman per pixel with the absolute error of the mean: of the raw spread, and of the calibrated uncertainty (the "
+              "spread averaged over the window chosen on the other family, then scaled). UCE in model space ([-1, 1]); the medians in uint8 values (0..255), isotonic calibration, pixels whose "
               "cloud masks say clear (some date clear of cloud and shadow) or thick cloud (every date under cloud).", ""]
-    draw(label, res, figs, cal_i_of={s: calibration(*flat[FIT_ON[s]], "isotonic", K) for s in res}, path=out / f"{label.replace('(', '').replace(')', '').replace(' ', '_')}.png")
+    draw(label, res, figs, cal_i_of={s: cals[FIT_ON[s]]["isotonic"] for s in res}, path=out / f"{label.replace('(', '').replace(')', '').replace(' ', '_')}.png")
     return "\n".join(lines)
 
 
