@@ -67,6 +67,7 @@ def window_start(i: Tensor, length: int, kernel_size: int) -> Tensor:
     return (i - kernel_size // 2).clamp(0, length - kernel_size)
 
 # %% ../../nbs/05_attention.ipynb #3714a623
+@functools.lru_cache(maxsize=64)   # called ten times per layer with the same few shapes: the same (read-only) tensors
 def _axis_tiles(length: int, kernel_size: int, tile: int, device) -> tuple[bool, Tensor, Tensor]:
     "Whether the regions are uniform, key positions `[n_tiles, R]` of each tile's region, mask `[n_tiles, tile, R]` of each query's window."
     n_tiles, half = -(-length // tile), kernel_size // 2
