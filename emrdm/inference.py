@@ -364,7 +364,7 @@ def _write_block(dst, model: EMRDM, den: TiledDenoiser, scene: _Scene, core: tup
     values = _file_values(phys, scene.dtype, valid, scene.nodata, clear, raw[0, :C])
     dst.write(values[:, ry:ry + ch, rx:rx + cw], window=Window(cx, cy, cw, ch))
     if udst is not None:                                                # the expected |error|, in the file's units
-        u = expected_error(torch.from_numpy(std), model.config.uncertainty, torch.from_numpy(valid)).numpy() * abs(scene.hi - scene.lo) / 2
+        u = expected_error(torch.from_numpy(std).float(), model.config.uncertainty, torch.from_numpy(valid)).numpy() * abs(scene.hi - scene.lo) / 2
         udst.write(np.where(valid[None], u, np.nan)[:, ry:ry + ch, rx:rx + cw].astype("float32"), window=Window(cx, cy, cw, ch))
     return n_valid
 

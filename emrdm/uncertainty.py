@@ -72,11 +72,11 @@ def local_spread(spread: Tensor,               # `[..., H, W]`
     if size == 1: return spread
     if size < 1 or size % 2 == 0: raise ValueError(f"the window must be an odd size >= 1, got {size}")
     H, W = spread.shape[-2:]
-    s = spread.reshape(-1, 1, H, W).double()
+    s = spread.reshape(-1, 1, H, W).to(torch.promote_types(spread.dtype, torch.float32))   # a scene block: no float64 copies
     w = torch.ones(1, 1, H, W, dtype=s.dtype, device=s.device) if valid is None else valid.to(s).reshape(1, 1, H, W)
     box = lambda t: F.avg_pool2d(t, size, 1, size // 2, count_include_pad=True)   # the zero padding adds nothing
-    num, den = box(s * w), box(w)
-    return torch.where(den > 0, num / den.clamp_min(1e-300), s).reshape(spread.shape).to(spread.dtype)
+    num, den = box(s if valid is None else s * w), box(w)
+    return torch.where(den > 0, num / den.clamp_min(torch.finfo(s.dtype).tiny), s).reshape(spread.shape).to(spread.dtype)
 
 # %% ../nbs/12_uncertainty.ipynb #eb9c7fc3
 def _flat(t) -> np.ndarray:
